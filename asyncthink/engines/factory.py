@@ -1,0 +1,86 @@
+"""Build any engine from one config; every CLI command goes through ``build_engine``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from asyncthink.engines.base import Engine
+
+
+class EngineKind(StrEnum):
+    VLLM = "vllm"
+    OPENAI = "openai"
+    HF = "hf"
+
+
+@dataclass
+class EngineConfig:
+    """Which engine to run and how."""
+
+    kind: EngineKind = EngineKind.VLLM
+    """``vllm`` (in-process AsyncLLM), ``openai`` (HTTP servers) or ``hf`` (transformers)."""
+    model: str | None = None
+    """Model folder or hub name. For ``openai``, the served model name (asked from the server if unset)."""
+    base_urls: list[str] = field(default_factory=list)
+    """``openai`` only: server base URLs, e.g. ``http://127.0.0.1:8000``."""
+    tokenizer: str | None = None
+    """Tokenizer folder or name; defaults to ``model``."""
+    dtype: str = "auto"
+    """Weights dtype for ``vllm`` and ``hf`` (``auto``, ``float32``, ``bfloat16``)."""
+    max_model_len: int | None = None
+    """Context length; defaults to the model's."""
+    device: str = "cpu"
+    """``hf`` only: ``cpu`` or ``cuda``."""
+    seed: int = 0
+    """Engine-level seed (requests carry their own seeds too)."""
+    kv_cache_gib: int | None = None
+    """``vllm`` on CPU: KV cache size in whole GiB (sets ``VLLM_CPU_KVCACHE_SPACE``)."""
+    enforce_eager: bool = True
+    """``vllm``: skip graph compilation (starts in ~30 s instead of ~90 s on CPU)."""
+    gpu_memory_utilization: float = 0.85
+    """``vllm`` on GPU: fraction of GPU memory the engine may take."""
+    max_batch: int = 64
+    """``hf``: most requests decoded together."""
+    connect_timeout_s: float = 10.0
+    """``openai``: seconds to connect."""
+    read_timeout_s: float = 300.0
+    """``openai``: seconds without data before a request fails."""
+    retries: int = 3
+    """``openai``: retries on connection errors and 5xx before the first token."""
+    api_key: str | None = None
+    """``openai``: bearer token."""
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Extra keyword arguments for the backend (vLLM engine args, for example)."""
+
+    def __post_init__(self) -> None:
+        self.kind = EngineKind(self.kind)
+        if self.kind == EngineKind.OPENAI and not self.base_urls:
+            raise ValueError("engine kind 'openai' needs base_urls (e.g. ['http://127.0.0.1:8000'])")
+        if self.kind != EngineKind.OPENAI and not self.model:
+            raise ValueError(f"engine kind {self.kind.value!r} needs a model path or name, got {self.model!r}")
+
+
+async def build_engine(cfg: EngineConfig) -> Engine:
+    """Start the engine ``cfg`` describes (vLLM takes ~30 s on CPU)."""
+    if cfg.kind == EngineKind.VLLM:
+        from asyncthink.engines.vllm_engine import VLLMEngine
+
+        return VLLMEngine.create(
+            cfg.model, dtype=cfg.dtype, max_model_len=cfg.max_model_len, seed=cfg.seed,
+            enforce_eager=cfg.enforce_eager, kv_cache_gib=cfg.kv_cache_gib,
+            gpu_memory_utilization=cfg.gpu_memory_utilization, **cfg.extra,
+        )
+    if cfg.kind == EngineKind.HF:
+        from asyncthink.engines.hf_engine import HFEngine
+
+        return HFEngine.from_pretrained(
+            cfg.model, device=cfg.device, dtype=cfg.dtype, max_batch=cfg.max_batch, max_model_len=cfg.max_model_len
+        )
+    from asyncthink.engines.openai_engine import HTTPOptions, OpenAIEngine
+
+    options = HTTPOptions(cfg.connect_timeout_s, cfg.read_timeout_s, cfg.retries, api_key=cfg.api_key)
+    return await OpenAIEngine.create(
+        cfg.base_urls, cfg.model, cfg.tokenizer, max_model_len=cfg.max_model_len, options=options
+    )

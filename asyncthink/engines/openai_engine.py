@@ -1,0 +1,262 @@
+"""OpenAI-compatible HTTP engine: ``/v1/completions`` with token-id prompts, over aiohttp.
+
+Works against ``python -m vllm.entrypoints.openai.api_server`` and any server
+with the same API that returns generated token ids (vLLM's
+``return_token_ids``, or ``return_tokens_as_token_ids`` in logprobs). One or
+many base URLs: each request goes to the URL with the fewest requests in
+flight. One shared ``aiohttp.ClientSession``; connect and read timeouts;
+connection errors and 5xx answers are retried with exponential backoff only
+before the first token arrived (after that, a retry would duplicate tokens);
+the last failure is raised as a classified ``EngineError``, never a hang.
+
+Start vLLM servers with ``--logprobs-mode processed_logprobs`` (so logprobs are
+those sampled from) and ``--enable-prompt-tokens-details`` (so prefix-cache hits
+are reported).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from asyncthink.engines.base import Engine, clamp_to_context
+from asyncthink.engines.types import (
+    Delta,
+    EngineError,
+    EngineErrorKind,
+    Final,
+    FinishReason,
+    GenerateRequest,
+    SamplingParams,
+)
+
+
+@dataclass
+class HTTPOptions:
+    """Connection behaviour of the HTTP engine."""
+
+    connect_timeout_s: float = 10.0
+    """Seconds to open a connection."""
+    read_timeout_s: float = 300.0
+    """Seconds without any bytes from the server before the request fails."""
+    retries: int = 3
+    """Extra attempts after a connection error or 5xx, before any token arrived."""
+    backoff_s: float = 0.5
+    """First retry delay; doubles each attempt."""
+    api_key: str | None = None
+    """Sent as ``Authorization: Bearer``."""
+
+
+class OpenAIEngine(Engine):
+    """Token-level generation through OpenAI-compatible ``/v1/completions`` servers."""
+
+    kind = "openai"
+
+    def __init__(
+        self,
+        base_urls: list[str],
+        model: str,
+        tokenizer: Any,
+        *,
+        max_model_len: int | None = None,
+        options: HTTPOptions | None = None,
+    ) -> None:
+        if not base_urls:
+            raise ValueError("the HTTP engine needs at least one base URL")
+        self.base_urls = [u.rstrip("/") for u in base_urls]
+        self.model = model
+        self.tokenizer = tokenizer
+        self.max_model_len = max_model_len or 0
+        self.options = options or HTTPOptions()
+        self.in_flight = dict.fromkeys(self.base_urls, 0)
+        self._rr = itertools.count()
+        self._session: aiohttp.ClientSession | None = None
+
+    @classmethod
+    async def create(
+        cls, base_urls: list[str], model: str | None = None, tokenizer: str | None = None, **kw: Any
+    ) -> OpenAIEngine:
+        """Ask the first server for its model name and context length; load the tokenizer locally."""
+        from transformers import AutoTokenizer
+
+        engine = cls(base_urls, model or "", None, **kw)
+        served, max_len = await engine._probe_models()
+        engine.model = model or served
+        engine.max_model_len = engine.max_model_len or max_len
+        engine.tokenizer = AutoTokenizer.from_pretrained(tokenizer or engine.model)
+        return engine
+
+    # ------------------------------------------------------------ HTTP plumbing
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            o = self.options
+            timeout = aiohttp.ClientTimeout(total=None, connect=o.connect_timeout_s, sock_read=o.read_timeout_s)
+            headers = {"Authorization": f"Bearer {o.api_key}"} if o.api_key else {}
+            self._session = aiohttp.ClientSession(timeout=timeout, headers=headers)
+        return self._session
+
+    async def _probe_models(self) -> tuple[str, int]:
+        url = f"{self.base_urls[0]}/v1/models"
+        try:
+            async with self._client().get(url) as resp:
+                data = await resp.json()
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            raise EngineError(EngineErrorKind.CONNECTION, f"GET {url}: {exc!r}") from exc
+        first = (data.get("data") or [{}])[0]
+        return first.get("id", ""), int(first.get("max_model_len") or 0)
+
+    def _pick_url(self) -> str:
+        least = min(self.in_flight.values())
+        candidates = [u for u in self.base_urls if self.in_flight[u] == least]
+        return candidates[next(self._rr) % len(candidates)]
+
+    def _body(self, request: GenerateRequest, sp: SamplingParams) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": self.model,
+            "prompt": list(request.prompt_ids),
+            "max_tokens": sp.max_tokens,
+            "temperature": sp.temperature,
+            "top_p": sp.top_p,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            "return_token_ids": True,
+            "skip_special_tokens": False,
+            "include_stop_str_in_output": True,
+        }
+        if sp.top_k:
+            body["top_k"] = sp.top_k
+        if sp.seed is not None:
+            body["seed"] = sp.seed
+        if sp.stop:
+            body["stop"] = list(sp.stop)
+        if sp.stop_token_ids:
+            body["stop_token_ids"] = list(sp.stop_token_ids)
+        if sp.logprobs:
+            body["logprobs"] = 0
+        return body
+
+    # ------------------------------------------------------------ generate
+
+    async def generate(self, request: GenerateRequest) -> AsyncIterator[Delta]:
+        sp = clamp_to_context(request, self.max_model_len) if self.max_model_len else request.sampling
+        body = self._body(request, sp)
+        attempt = 0
+        while True:
+            url = self._pick_url()
+            state = _StreamState(prompt_tokens=len(request.prompt_ids))
+            self.in_flight[url] += 1
+            try:
+                async for delta in self._stream(url, body, state):
+                    yield delta
+                return
+            except EngineError as exc:
+                retryable = exc.kind in (EngineErrorKind.CONNECTION, EngineErrorKind.SERVER)
+                if state.produced or not retryable or attempt >= self.options.retries:
+                    exc.partial_tokens = state.produced
+                    raise
+            finally:
+                self.in_flight[url] -= 1
+            await asyncio.sleep(self.options.backoff_s * 2**attempt)
+            attempt += 1
+
+    async def _stream(self, url: str, body: dict[str, Any], state: _StreamState) -> AsyncIterator[Delta]:
+        endpoint = f"{url}/v1/completions"
+        try:
+            async with self._client().post(endpoint, json=body) as resp:
+                if resp.status != 200:
+                    raise _http_error(resp.status, await resp.text(), endpoint)
+                async for line in resp.content:
+                    delta = state.on_line(line)
+                    if delta is not None:
+                        yield delta
+        except EngineError:
+            raise
+        except asyncio.TimeoutError as exc:
+            raise EngineError(EngineErrorKind.TIMEOUT, f"{endpoint}: no data for {self.options.read_timeout_s}s") from exc
+        except (aiohttp.ClientError, ConnectionError) as exc:
+            raise EngineError(EngineErrorKind.CONNECTION, f"{endpoint}: {exc!r}") from exc
+        if state.final is None:
+            raise EngineError(EngineErrorKind.CONNECTION, f"{endpoint}: stream ended before the request finished")
+        yield Delta([], [], state.final_result())
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+@dataclass
+class _StreamState:
+    """Accumulates one SSE stream; the final delta is sent after ``[DONE]``, once usage is known."""
+
+    prompt_tokens: int
+    produced: int = 0
+    final: FinishReason | None = None
+    stop: int | str | None = None
+    cached_tokens: int | None = None
+
+    def on_line(self, raw: bytes) -> Delta | None:
+        line = raw.decode("utf-8", errors="replace").strip()
+        if not line.startswith("data:"):
+            return None
+        payload = line[5:].strip()
+        if payload == "[DONE]":
+            return None
+        data = json.loads(payload)
+        if "error" in data:
+            raise EngineError(EngineErrorKind.SERVER, f"server error mid-stream: {data['error']}", self.produced)
+        details = (data.get("usage") or {}).get("prompt_tokens_details") or {}
+        if details.get("cached_tokens") is not None:
+            self.cached_tokens = int(details["cached_tokens"])
+        return self._on_choices(data.get("choices") or [])
+
+    def _on_choices(self, choices: list[dict[str, Any]]) -> Delta | None:
+        if not choices:
+            return None
+        choice = choices[0]
+        ids = _token_ids(choice)
+        lps = (choice.get("logprobs") or {}).get("token_logprobs")
+        if choice.get("finish_reason"):
+            self.final = _FINISH.get(choice["finish_reason"], FinishReason.ERROR)
+            self.stop = choice.get("stop_reason")
+        self.produced += len(ids)
+        if not ids:
+            return None
+        return Delta(ids, [float(x) if x is not None else 0.0 for x in lps] if lps else None)
+
+    def final_result(self) -> Final:
+        return Final(self.final or FinishReason.ERROR, self.stop, self.cached_tokens, self.prompt_tokens, self.produced)
+
+
+_FINISH = {"stop": FinishReason.STOP, "length": FinishReason.LENGTH, "abort": FinishReason.ABORT}
+
+
+def _token_ids(choice: dict[str, Any]) -> list[int]:
+    if choice.get("token_ids") is not None:
+        return [int(t) for t in choice["token_ids"]]
+    tokens = (choice.get("logprobs") or {}).get("tokens")
+    if tokens and all(isinstance(t, str) and t.startswith("token_id:") for t in tokens):
+        return [int(t.split(":", 1)[1]) for t in tokens]
+    if choice.get("text"):
+        raise EngineError(
+            EngineErrorKind.BAD_REQUEST,
+            "the server returned text without token ids; asyncthink needs return_token_ids "
+            "(vLLM) or return_tokens_as_token_ids",
+        )
+    return []
+
+
+def _http_error(status: int, text: str, endpoint: str) -> EngineError:
+    message = f"{endpoint} answered {status}: {text[:500]}"
+    if status >= 500:
+        return EngineError(EngineErrorKind.SERVER, message)
+    if "context length" in text or "maximum model length" in text or "too long" in text:
+        return EngineError(EngineErrorKind.CONTEXT_LENGTH, message)
+    return EngineError(EngineErrorKind.BAD_REQUEST, message)
