@@ -25,3 +25,32 @@ def main(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
 ) -> None:
     """Asynchronous organizer-worker reasoning with language models."""
+
+
+@app.command("tiny-model")
+def tiny_model(
+    out: str = typer.Option(..., help="Folder to write the model and tokenizer to."),
+    seed: int = typer.Option(0, help="Seed for the weights and the tokenizer corpus."),
+    size: str = typer.Option("tiny", help="tiny | small | base"),
+    max_index: int = typer.Option(8, help="Fork indices that get their own tag tokens."),
+    corpus: str = typer.Option(None, help="Text file (one document a line) to train the tokenizer on."),
+) -> None:
+    """Write a tiny random Llama and tokenizer (protocol tags as tokens, chat template, no downloads)."""
+    from pathlib import Path
+
+    from asyncthink.tiny_model import build_tiny_model
+
+    lines = Path(corpus).read_text().splitlines() if corpus else None
+    path = build_tiny_model(out, seed=seed, size=size, max_index=max_index, corpus=lines)
+    typer.echo(f"tiny model written to {path}")
+
+
+def _register_commands() -> None:
+    """Each role adds its own subcommands to ``app``."""
+    import importlib
+
+    for module in ("asyncthink.solve_cli",):
+        importlib.import_module(module)
+
+
+_register_commands()

@@ -248,6 +248,9 @@ class ProtocolParser:
         """Consume generated text (or, after a join, the appended return); return new events."""
         if self._s.finished or not text:
             return []
+        if self._s.mode == _Mode.TEXT and not self._buf and "<" not in text:
+            self._base += len(text)  # plain thinking text: nothing to parse or keep
+            return []
         start = len(self.events)
         self._buf += text
         self._scan(final=False)
@@ -302,7 +305,7 @@ class ProtocolParser:
                 self._add_body("<")
                 pos = lt + 1
             elif isinstance(found, int):
-                self._error(FormatErrorCode.MALFORMED_TAG, f"malformed tag {buf[lt:found + 2]!r}", self._base + found)
+                self._error(FormatErrorCode.MALFORMED_TAG, f"malformed tag starting {buf[lt:found]!r}", self._base + found)
                 pos = found
             else:
                 pos = found.end

@@ -124,7 +124,7 @@ def parse(text: str, limits: Limits = DEFAULT_LIMITS) -> Expr:
         raise ArithError("empty expression")
     out: list[Expr] = []  # operands
     ops: list[str] = []  # operators and open parentheses
-    expect_operand = True
+    expect_operand, depth = True, 0
     for tok in tokens:
         if expect_operand:
             if isinstance(tok, int):
@@ -132,7 +132,8 @@ def parse(text: str, limits: Limits = DEFAULT_LIMITS) -> Expr:
                 expect_operand = False
             elif tok == "(":
                 ops.append(tok)
-                if ops.count("(") > limits.max_depth:
+                depth += 1
+                if depth > limits.max_depth:
                     raise ArithError(f"parentheses nested deeper than {limits.max_depth}")
             else:
                 raise ArithError(f"expected a number or '(' but found {tok!r}")
@@ -142,6 +143,7 @@ def parse(text: str, limits: Limits = DEFAULT_LIMITS) -> Expr:
             if not ops:
                 raise ArithError("unbalanced ')'")
             ops.pop()
+            depth -= 1
         elif isinstance(tok, str) and tok in OPS:
             while ops and ops[-1] != "(" and _PRECEDENCE[ops[-1]] >= _PRECEDENCE[tok]:
                 _reduce(out, ops, limits)  # left-associative: equal precedence reduces first
@@ -181,16 +183,15 @@ def leaves(e: Expr) -> list[int]:
 
 
 def to_str(e: Expr) -> str:
-    """The expression with only the parentheses it needs."""
+    """The expression with only the parentheses its tree needs."""
     if isinstance(e, Num):
         return str(e.value)
     p = _PRECEDENCE[e.op]
     left, right = to_str(e.left), to_str(e.right)
     if isinstance(e.left, BinOp) and _PRECEDENCE[e.left.op] < p:
         left = f"({left})"
-    # the right operand also needs them at equal precedence: a - (b - c), a / (b * c)
-    if isinstance(e.right, BinOp) and _PRECEDENCE[e.right.op] <= p and not (
-        e.op in "+*" and e.right.op == e.op
-    ):
+    # the right operand keeps them at equal precedence too, so parse(to_str(t)) == t:
+    # a - (b - c) needs them, and a + (b + c) is a different tree from a + b + c
+    if isinstance(e.right, BinOp) and _PRECEDENCE[e.right.op] <= p:
         right = f"({right})"
     return f"{left} {e.op} {right}"

@@ -88,6 +88,9 @@ class MathChecker:
                 self._stop()
                 self.restarts += 1
                 return None
+            except BaseException:
+                self._stop()  # interrupted mid-call: the next call must not read this call's reply
+                raise
         if not reply.get("ok"):
             log.debug("math check %s: %s", op, reply.get("error"))
             return None

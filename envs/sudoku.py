@@ -62,6 +62,7 @@ def _search(grid: list[int], size: int, limit: int, rng: random.Random | None) -
 
 
 def _backtrack(grid, units, used, full, limit, rng, found) -> None:
+    """Try each candidate of the blank with the fewest; a blank with none ends the branch."""
     best, best_free = -1, None
     for i, d in enumerate(grid):
         if not d:

@@ -41,7 +41,7 @@ class VLLMServer:
             sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir),
             "--host", "127.0.0.1", "--port", str(self.port), "--dtype", "float32", "--max-model-len", "2048",
             "--enforce-eager", "--logprobs-mode", "processed_logprobs", "--enable-prompt-tokens-details",
-            "--enable-prefix-caching", "--seed", "0",
+            "--enable-prefix-caching", "--seed", "0", "--no-enable-chunked-prefill",
         ]
         env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"}
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=env)

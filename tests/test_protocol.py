@@ -8,9 +8,9 @@ from hypothesis import strategies as st
 
 from asyncthink.protocol import (
     AnswerEvent,
+    ForkEvent,
     FormatError,
     FormatErrorCode,
-    ForkEvent,
     JoinEvent,
     ParserConfig,
     PoolPolicy,

@@ -13,7 +13,14 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from asyncthink.engines.types import Delta, EngineError, EngineErrorKind, Final, GenerateRequest, SamplingParams
+from asyncthink.engines.types import (
+    Delta,
+    EngineError,
+    EngineErrorKind,
+    Final,
+    GenerateRequest,
+    SamplingParams,
+)
 
 
 class Engine(ABC):
@@ -31,7 +38,7 @@ class Engine(ABC):
         """Replace the served weights (RL weight sync) and drop cached prefixes."""
         raise EngineError(EngineErrorKind.BAD_REQUEST, f"the {self.kind} engine cannot load weights")
 
-    async def close(self) -> None:
+    async def close(self) -> None:  # noqa: B027 - engines without resources need not override it
         """Abort in-flight requests and release processes, sessions and memory."""
 
     async def __aenter__(self) -> Engine:

@@ -107,7 +107,7 @@ class OpenAIEngine(Engine):
         try:
             async with self._client().get(url) as resp:
                 data = await resp.json()
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             raise EngineError(EngineErrorKind.CONNECTION, f"GET {url}: {exc!r}") from exc
         first = (data.get("data") or [{}])[0]
         return first.get("id", ""), int(first.get("max_model_len") or 0)
@@ -178,7 +178,7 @@ class OpenAIEngine(Engine):
                         yield delta
         except EngineError:
             raise
-        except asyncio.TimeoutError as exc:
+        except TimeoutError as exc:
             raise EngineError(EngineErrorKind.TIMEOUT, f"{endpoint}: no data for {self.options.read_timeout_s}s") from exc
         except (aiohttp.ClientError, ConnectionError) as exc:
             raise EngineError(EngineErrorKind.CONNECTION, f"{endpoint}: {exc!r}") from exc

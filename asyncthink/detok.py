@@ -1,0 +1,94 @@
+"""Incremental detokenization: the text each generated token adds, in O(1) per token.
+
+The runtime parses the organizer's text as it streams, so it needs the text
+each new token completes. For byte-level tokenizers (GPT-2, Llama 3, Qwen:
+the decoder is ``ByteLevel``) a token is a fixed byte string, so feeding those
+bytes to an incremental UTF-8 decoder is exact and cheap. Other tokenizers
+decode a small window (as vLLM and TGI do) and hold back a piece while it ends
+in an incomplete UTF-8 sequence. Either way the concatenated pieces equal
+``tokenizer.decode(ids, skip_special_tokens=False)``.
+"""
+
+from __future__ import annotations
+
+import codecs
+import weakref
+from typing import Any
+
+_WINDOW = 6  # tokens of left context kept for tokenizers that merge across tokens
+_TABLES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def token_bytes_table(tokenizer: Any) -> dict[int, bytes] | None:
+    """``id -> bytes`` for byte-level tokenizers (cached per tokenizer), else ``None``."""
+    try:
+        return _TABLES[tokenizer]
+    except (KeyError, TypeError):
+        pass
+    table = _build_table(tokenizer)
+    try:
+        _TABLES[tokenizer] = table
+    except TypeError:
+        pass
+    return table
+
+
+def _build_table(tokenizer: Any) -> dict[int, bytes] | None:
+    if hasattr(tokenizer, "token_bytes"):  # tokenizers that know their own bytes (test fakes)
+        return None
+    backend = getattr(tokenizer, "backend_tokenizer", None) or getattr(tokenizer, "_tokenizer", None)
+    decoder = getattr(backend, "decoder", None)
+    if decoder is None or type(decoder).__name__ != "ByteLevel":
+        return None
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    to_byte = {ch: b for b, ch in bytes_to_unicode().items()}
+    added = {tok.content for tok in backend.get_added_tokens_decoder().values()}
+    table = {}
+    for token, tid in backend.get_vocab(with_added_tokens=True).items():
+        if token in added:
+            table[tid] = token.encode("utf-8")
+        elif all(ch in to_byte for ch in token):
+            table[tid] = bytes(to_byte[ch] for ch in token)
+        else:
+            return None  # not a pure byte-level vocabulary: use the window path
+    return table
+
+
+class IncrementalDetokenizer:
+    """Feeds token ids, returns the new text each one completes."""
+
+    def __init__(self, tokenizer: Any, context_ids: list[int] | None = None) -> None:
+        self.tokenizer = tokenizer
+        self._own = getattr(tokenizer, "token_bytes", None)
+        self._table = None if self._own else token_bytes_table(tokenizer)
+        self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self.ids: list[int] = list(context_ids or [])[-_WINDOW:]
+        self.prefix_offset = 0
+        self.read_offset = len(self.ids)
+
+    def push(self, token_id: int) -> str:
+        if self._own is not None:
+            return self._utf8.decode(self._own(token_id))
+        if self._table is not None and token_id in self._table:
+            return self._utf8.decode(self._table[token_id])
+        return self._push_window(token_id)
+
+    def _push_window(self, token_id: int) -> str:
+        self.ids.append(token_id)
+        decode = self.tokenizer.decode
+        prefix = decode(self.ids[self.prefix_offset : self.read_offset], skip_special_tokens=False)
+        full = decode(self.ids[self.prefix_offset :], skip_special_tokens=False)
+        piece = ""
+        if len(full) > len(prefix) and not full.endswith("\ufffd"):
+            piece = full[len(prefix) :]
+            self.prefix_offset, self.read_offset = self.read_offset, len(self.ids)
+            self._trim()
+        return piece
+
+    def _trim(self) -> None:
+        if self.prefix_offset > 4 * _WINDOW:
+            cut = self.prefix_offset - _WINDOW
+            self.ids = self.ids[cut:]
+            self.prefix_offset -= cut
+            self.read_offset -= cut

@@ -1,0 +1,126 @@
+"""Fakes for unit tests: a character tokenizer and a scripted engine that honours the engine contract.
+
+``CharTokenizer`` maps every character to one token and every protocol tag to
+one token, so decoding is exact and fast. ``ScriptedEngine`` answers each row
+from a script keyed by the row's last user message (the question for the
+organizer, the sub-query for a worker). A row's script is its generated text
+with joins written as in the protocol (``A<JOIN-1>B``): a request resumed after
+``k`` joins continues with segment ``k``. It streams one token per delta every
+``delay_s``, honours stop ids, stop strings and max_tokens, and counts live
+requests so tests can check aborts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+
+from asyncthink.engines.base import Engine, clamp_to_context
+from asyncthink.engines.types import Delta, Final, FinishReason, GenerateRequest
+from asyncthink.protocol import protocol_tags
+
+EOS = "<|im_end|>"
+_JOIN_SPLIT = re.compile(r"(?<=<JOIN-\d>)|(?<=<JOIN-\d\d>)")
+
+
+class CharTokenizer:
+    """One token per character, one per protocol tag; no chat template (prompts use the plain fallback)."""
+
+    chat_template = None
+
+    def __init__(self, max_index: int = 16) -> None:
+        self.specials = [EOS, *protocol_tags(max_index)]
+        self.special_ids = {t: 1 + i for i, t in enumerate(self.specials)}
+        self.by_id = {i: t for t, i in self.special_ids.items()}
+        self.eos_token_id = self.special_ids[EOS]
+        self.eos_token = EOS
+        self._bytes: dict[int, bytes] = {}
+        self._pattern = re.compile("|".join(re.escape(t) for t in sorted(self.specials, key=len, reverse=True)))
+
+    def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
+        ids, pos = [], 0
+        for m in self._pattern.finditer(text):
+            ids += [1000 + ord(c) for c in text[pos : m.start()]]
+            ids.append(self.special_ids[m.group()])
+            pos = m.end()
+        return ids + [1000 + ord(c) for c in text[pos:]]
+
+    def decode(self, ids, skip_special_tokens: bool = False) -> str:
+        by_id = self.by_id
+        return "".join([by_id[i] if i in by_id else chr(i - 1000) for i in ids])
+
+    def token_bytes(self, token_id: int) -> bytes:
+        cached = self._bytes.get(token_id)
+        if cached is None:
+            cached = self._bytes[token_id] = self.decode([token_id]).encode("utf-8")
+        return cached
+
+    def __len__(self) -> int:
+        return 1000 + 0x10FFFF
+
+
+class ScriptedEngine(Engine):
+    """Replays scripted rows; unknown rows generate ``default`` text."""
+
+    kind = "scripted"
+
+    def __init__(self, scripts: dict[str, str], delay_s: float = 0.0, default: str = "<RETURN>?</RETURN>",
+                 max_model_len: int = 100_000, tokens_per_delta: int = 1) -> None:
+        self.tokenizer = CharTokenizer()
+        self.scripts = scripts
+        self.delay_s = delay_s
+        self.default = default
+        self.max_model_len = max_model_len
+        self.tokens_per_delta = tokens_per_delta
+        self.live = 0
+        self.requests: list[GenerateRequest] = []
+        self.aborted = 0
+
+    def _segment(self, request: GenerateRequest) -> str:
+        text = self.tokenizer.decode(request.prompt_ids)
+        head, _, tail = text.rpartition("Assistant:")
+        user = head.rsplit("User: ", 1)[-1].strip()
+        key = user.rsplit("\n\n", 1)[-1].strip()  # the question or sub-query after any instruction
+        script = self.scripts.get(key, self.default)
+        segments = _JOIN_SPLIT.split(script)
+        done = tail.count("</JOIN-")
+        return segments[done] if done < len(segments) else ""
+
+    async def generate(self, request: GenerateRequest) -> AsyncIterator[Delta]:
+        sp = clamp_to_context(request, self.max_model_len)
+        self.requests.append(request)
+        ids = self.tokenizer.encode(self._segment(request)) + [self.tokenizer.eos_token_id]
+        self.live += 1
+        out: list[int] = []
+        pending: list[int] = []
+        finished = False
+        try:
+            for tok in ids:
+                if self.delay_s:
+                    await asyncio.sleep(self.delay_s)
+                out.append(tok)
+                pending.append(tok)
+                final = self._final(out, sp, len(request.prompt_ids))
+                if final or len(pending) >= self.tokens_per_delta:
+                    yield Delta(pending, [-0.25] * len(pending), final)
+                    pending = []
+                if final:
+                    finished = True
+                    return
+        finally:
+            self.live -= 1
+            if not finished:
+                self.aborted += 1
+
+    def _final(self, out: list[int], sp, prompt_len: int) -> Final | None:
+        tok = out[-1]
+        if tok in sp.stop_token_ids or tok == self.tokenizer.eos_token_id:
+            return Final(FinishReason.STOP, tok, 0, prompt_len, len(out))
+        text = self.tokenizer.decode(out[-20:]) if sp.stop else ""
+        for s in sp.stop:
+            if text.endswith(s):
+                return Final(FinishReason.STOP, s, 0, prompt_len, len(out))
+        if len(out) >= sp.max_tokens:
+            return Final(FinishReason.LENGTH, None, 0, prompt_len, len(out))
+        return None
