@@ -1,0 +1,34 @@
+"""Config loading: YAML plus dotted overrides into nested dataclasses, unknown keys rejected, round trip."""
+
+from __future__ import annotations
+
+import pytest
+
+from asyncthink.config_io import load_config, save_config
+from asyncthink.engines import EngineConfig
+from asyncthink.runtime_config import Mode, RuntimeConfig
+
+
+def test_yaml_and_overrides_build_nested_dataclasses(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("mode: parallel\ncapacity: 3\nprompts:\n  style: compact\n")
+    cfg = load_config(RuntimeConfig, path, ["capacity=5", "prompts.worker_sees_question=true", "wall_time_s=2.5"])
+    assert cfg.mode == Mode.PARALLEL and cfg.capacity == 5 and cfg.wall_time_s == 2.5
+    assert cfg.prompts.style == "compact" and cfg.prompts.worker_sees_question is True
+
+
+def test_unknown_key_and_bad_value_are_clear_errors(tmp_path):
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['capacityy'\]"):
+        load_config(RuntimeConfig, None, ["capacityy=3"])
+    with pytest.raises(ValueError, match="capacity must be >= 2 for asyncthink, got 1"):
+        load_config(RuntimeConfig, None, ["capacity=1"])
+    with pytest.raises(ValueError, match="not of the form key=value"):
+        load_config(RuntimeConfig, None, ["capacity"])
+
+
+def test_saved_config_loads_back_equal(tmp_path):
+    cfg = load_config(RuntimeConfig, None, ["mode=sequential", "prompts.style=compact"])
+    again = load_config(RuntimeConfig, save_config(cfg, tmp_path / "resolved.yaml"))
+    assert again == cfg
+    engine = EngineConfig(kind="hf", model="m")
+    assert load_config(EngineConfig, save_config(engine, tmp_path / "e.yaml")) == engine
