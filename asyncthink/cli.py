@@ -49,7 +49,7 @@ def _register_commands() -> None:
     """Each role adds its own subcommands to ``app``."""
     import importlib
 
-    for module in ("asyncthink.solve_cli",):
+    for module in ("asyncthink.solve_cli", "asyncthink.serve.cli", "training.cli", "eval.cli",):
         importlib.import_module(module)
 
 

@@ -1,0 +1,222 @@
+"""The aiohttp application: OpenAI-compatible routes over one engine, one episode per request.
+
+Routes: ``POST /v1/chat/completions``, ``POST /v1/completions`` (JSON or SSE
+streaming), ``GET /v1/models``, ``GET /v1/models/{model}``, ``GET /health``.
+
+A request is read (size and time bounded), validated, admitted (a slot, a
+bounded queue, else 429), and then runs one episode as a registered task. If
+the client goes away the handler is cancelled (``handler_cancellation``), and
+cancelling the episode aborts its workers' engine requests. Shutdown
+(``runner.cleanup()``) stops listening, refuses new requests with 503, lets
+in-flight episodes finish for ``shutdown_grace_s``, cancels the rest, and
+closes the engine if the app owns it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import OrderedDict
+from typing import Any
+
+from aiohttp import web
+
+from asyncthink.engines.base import Engine
+from asyncthink.episode import Episode, EpisodeStatus
+from asyncthink.executor import EpisodeExecutor
+from asyncthink.runtime_config import RuntimeConfig
+from asyncthink.serve.admission import Admission
+from asyncthink.serve.config import ServeConfig
+from asyncthink.serve.errors import ApiError, error_middleware
+from asyncthink.serve.responses import ResponseShape
+from asyncthink.serve.schema import ApiKind, EpisodeRequest, RequestParser, decode_json
+from asyncthink.serve.streaming import END, SSE_HEADERS, StreamEncoder, next_events
+
+logger = logging.getLogger(__name__)
+
+EXECUTOR_CACHE = 32  # executors keep per-tokenizer tag caches: reuse them across requests with equal settings
+
+
+class Server:
+    """The state behind the routes: engine, settings, admission and episode tasks."""
+
+    def __init__(self, engine: Engine, config: ServeConfig, model_name: str, owns_engine: bool) -> None:
+        self.engine, self.config, self.model_name, self.owns_engine = engine, config, model_name, owns_engine
+        self.parser = RequestParser(model_name, config, engine.max_model_len)
+        self.admission = Admission(config.limits)
+        self.eos = getattr(engine.tokenizer, "eos_token", None)
+        self._executors: OrderedDict[str, EpisodeExecutor] = OrderedDict()
+
+    # ------------------------------------------------------------ routes
+
+    async def chat(self, request: web.Request) -> web.StreamResponse:
+        return await self._complete(request, ApiKind.CHAT)
+
+    async def completions(self, request: web.Request) -> web.StreamResponse:
+        return await self._complete(request, ApiKind.COMPLETION)
+
+    async def models(self, request: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [self._model_card()]})
+
+    async def model(self, request: web.Request) -> web.Response:
+        name = request.match_info["model"]
+        if name != self.model_name:
+            raise ApiError(404, f"The model {name!r} does not exist", "model_not_found", "model")
+        return web.json_response(self._model_card())
+
+    async def health(self, request: web.Request) -> web.Response:
+        adm = self.admission
+        body = {"status": "draining" if adm.draining else "ok", "running": adm.running, "queued": adm.waiting}
+        return web.json_response(body, status=503 if adm.draining else 200)
+
+    def _model_card(self) -> dict[str, Any]:
+        return {"id": self.model_name, "object": "model", "created": 0, "owned_by": "asyncthink",
+                "max_model_len": self.engine.max_model_len}
+
+    # ------------------------------------------------------------ one request
+
+    async def _complete(self, request: web.Request, kind: ApiKind) -> web.StreamResponse:
+        self.admission.check_open()
+        req = self.parser.parse(kind, decode_json(await self._read_body(request)))
+        shape = ResponseShape.new(kind, req.model)
+        async with self.admission.slot():
+            if req.stream:
+                return await self._stream(request, req, shape)
+            return web.json_response(shape.full(await self._run(req, shape), self.eos),
+                                     dumps=lambda d: json.dumps(d, ensure_ascii=False))
+
+    async def _read_body(self, request: web.Request) -> bytes:
+        limits = self.config.limits
+        too_big = ApiError(413, f"the request body is larger than {limits.max_body_bytes} bytes",
+                           "request_too_large")
+        if request.content_length is not None and request.content_length > limits.max_body_bytes:
+            raise too_big
+        try:
+            async with asyncio.timeout(limits.body_timeout_s):
+                return await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            raise too_big from None
+        except TimeoutError:
+            raise ApiError(408, f"the request body took longer than {limits.body_timeout_s:g}s",
+                           "request_timeout") from None
+
+    async def _run(self, req: EpisodeRequest, shape: ResponseShape) -> Episode:
+        task = self._launch(req, shape.id)
+        try:
+            ep = await task
+        except asyncio.CancelledError:
+            if _cancelling():
+                raise  # the client went away: the episode is being cancelled with us
+            raise ApiError(503, "the server shut down before the episode finished", "shutting_down") from None
+        finally:
+            await _stop(task)
+        failure = engine_failure(ep)
+        if failure is not None:
+            raise failure
+        return ep
+
+    async def _stream(self, request: web.Request, req: EpisodeRequest, shape: ResponseShape) -> web.StreamResponse:
+        queue: asyncio.Queue = asyncio.Queue()
+        task = self._launch(req, shape.id, queue.put_nowait)
+        task.add_done_callback(lambda _: queue.put_nowait(END))
+        encoder = StreamEncoder(shape, req, self.eos, engine_failure)
+        response = web.StreamResponse(headers=SSE_HEADERS)
+        try:
+            await response.prepare(request)
+            await self._write(response, encoder.start())
+            while not encoder.finished:
+                await self._write(response, encoder.encode(await next_events(queue), task))
+        except (ConnectionError, TimeoutError) as exc:  # the client went away or stopped reading
+            logger.info("stream %s: client gone (%r); cancelling its episode", shape.id, exc)
+        finally:
+            await _stop(task)
+        return response
+
+    async def _write(self, response: web.StreamResponse, payload: bytes) -> None:
+        if payload:
+            async with asyncio.timeout(self.config.limits.write_timeout_s):
+                await response.write(payload)
+
+    def _launch(self, req: EpisodeRequest, episode_id: str, on_event: Any = None) -> asyncio.Task[Episode]:
+        executor = self._executor(req.runtime)
+        problem = {"question": req.question}
+        return self.admission.start(executor.run(problem, seed=req.seed, episode_id=episode_id, on_event=on_event))
+
+    def _executor(self, runtime: RuntimeConfig) -> EpisodeExecutor:
+        key = json.dumps(runtime.to_dict(), sort_keys=True)
+        executor = self._executors.pop(key, None) or EpisodeExecutor(self.engine, runtime)
+        self._executors[key] = executor
+        if len(self._executors) > EXECUTOR_CACHE:
+            self._executors.popitem(last=False)
+        return executor
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def on_shutdown(self, app: web.Application) -> None:
+        await self.admission.drain(self.config.shutdown_grace_s)
+
+    async def on_cleanup(self, app: web.Application) -> None:
+        if self.owns_engine:
+            await self.engine.close()
+
+
+def engine_failure(ep: Episode) -> ApiError | None:
+    """How an episode that failed in the engine is reported (None if it did not)."""
+    if ep.status != EpisodeStatus.ERROR:
+        return None
+    if "[context_length]" in (ep.error or ""):
+        return ApiError(400, f"the question does not fit the model's context: {ep.error}",
+                        "context_length_exceeded", "messages")
+    return ApiError(500, f"the engine failed: {ep.error}", "engine_error")
+
+
+def _cancelling() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+async def _stop(task: asyncio.Task) -> None:
+    """Cancel the episode if it is still running and wait until its workers are gone."""
+    if not task.done():
+        task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+SERVER_KEY = web.AppKey("asyncthink_server", Server)
+
+
+def create_app(engine: Engine, config: ServeConfig | None = None, model_name: str | None = None,
+               owns_engine: bool = False) -> web.Application:
+    """The application serving ``engine``; ``owns_engine`` closes the engine at cleanup."""
+    config = config or ServeConfig()
+    name = config.served_model_name or model_name or getattr(engine, "model", None) or "asyncthink"
+    server = Server(engine, config, name, owns_engine)
+    app = web.Application(middlewares=[error_middleware], client_max_size=config.limits.max_body_bytes)
+    app[SERVER_KEY] = server
+    app.add_routes([
+        web.post("/v1/chat/completions", server.chat),
+        web.post("/v1/completions", server.completions),
+        web.get("/v1/models", server.models),
+        web.get("/v1/models/{model:.+}", server.model),
+        web.get("/health", server.health),
+    ])
+    app.on_shutdown.append(server.on_shutdown)
+    app.on_cleanup.append(server.on_cleanup)
+    return app
+
+
+async def start_server(app: web.Application, host: str = "127.0.0.1", port: int = 0,
+                       access_log: bool = False) -> tuple[web.AppRunner, int]:
+    """Start listening; returns the runner (``await runner.cleanup()`` shuts down gracefully) and the port."""
+    kwargs: dict[str, Any] = {} if access_log else {"access_log": None}
+    # handler_cancellation: a client that disconnects cancels its handler, hence its episode and workers
+    runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=10.0, **kwargs)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    return runner, runner.addresses[0][1]

@@ -1,0 +1,72 @@
+"""``asyncthink eval`` (run an evaluation into a directory) and ``asyncthink view`` (show one episode)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from asyncthink.cli import app
+
+
+@app.command("eval")
+def eval_command(
+    overrides: list[str] = typer.Argument(None, help="key=value overrides, e.g. samples=4 runtime.temperature=0.6"),
+    config: Path = typer.Option(..., "--config", "-c", exists=True, dir_okay=False, help="Eval config (YAML)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Results directory; rerunning into it resumes."),
+    report_only: bool = typer.Option(False, "--report-only", help="Run nothing; rebuild summary, report, plots."),
+    force: bool = typer.Option(False, "--force", help="Resume even if the directory was made with other settings."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+) -> None:
+    """Run tasks x modes x budgets on one model; write records, summary.json, report.md and plots."""
+    from eval.config import load_eval_config
+    from eval.harness import evaluate
+    from eval.report import paper_table
+
+    try:
+        cfg = load_eval_config(config, overrides or [])
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--config / overrides") from exc
+    summary = evaluate(cfg, out, progress=progress, report_only=report_only, force=force)
+    typer.echo("\n".join(paper_table(summary["results"])))
+    typer.echo(f"\n{summary['meta']['new_episodes']} new episodes; report: {out / 'report.md'}, "
+               f"summary: {out / 'summary.json'}")
+
+
+@app.command("view")
+def view_command(
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="Episode records (JSONL)."),
+    index: int = typer.Option(0, "--index", "-n", help="Which record (0 = first, -1 = last)."),
+    episode_id: str = typer.Option(None, "--id", help="Pick the record with this episode id instead."),
+    html: Path = typer.Option(None, "--html", help="Also write the episode as a self-contained HTML page here."),
+    list_records: bool = typer.Option(False, "--list", help="List the file's records instead."),
+) -> None:
+    """Show an episode: organizer text with worker sub-queries and returns at their join points, and metrics."""
+    from rich.console import Console
+
+    from asyncthink.episode import read_jsonl
+    from eval.term_view import episodes_table, print_episode
+
+    episodes = list(read_jsonl(file))
+    console = Console()
+    if list_records:
+        console.print(episodes_table(episodes))
+        return
+    ep = _pick(episodes, index, episode_id, file)
+    print_episode(ep, console)
+    if html is not None:
+        from eval.html_view import write_episode_html
+
+        typer.echo(f"episode page written to {write_episode_html(ep, html)}")
+
+
+def _pick(episodes: list, index: int, episode_id: str | None, file: Path):
+    if episode_id is not None:
+        for ep in episodes:
+            if ep.episode_id == episode_id:
+                return ep
+        raise typer.BadParameter(f"no episode {episode_id!r} in {file}", param_hint="--id")
+    if not -len(episodes) <= index < len(episodes):
+        raise typer.BadParameter(f"{file} holds {len(episodes)} records; index {index} is out of range",
+                                 param_hint="--index")
+    return episodes[index]

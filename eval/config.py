@@ -1,0 +1,193 @@
+"""What an evaluation runs: tasks x modes x organizer-token budgets on one model and engine.
+
+``load_eval_config("configs/eval_tiny.yaml", ["samples=2"])`` builds an
+``EvalConfig`` from YAML and ``key=value`` overrides (``asyncthink.config_io``).
+Every mode shares ``runtime`` (sampling, capacity, worker budget, prompts);
+each budget only replaces ``runtime.max_organizer_tokens`` (per trace in
+parallel mode), so the baselines run under the same budget as AsyncThink.
+Budgets are token counts or ``"2K"``-style strings (K = 1024).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from asyncthink.config_io import from_dict, load_config
+from asyncthink.engines import EngineConfig
+from asyncthink.runtime_config import Mode, RuntimeConfig
+
+_BUDGET = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kK]?)\s*$")
+_LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def parse_budget(value: int | str) -> int:
+    """``2048``, ``"2048"``, ``"2K"`` or ``"1.5k"`` -> tokens."""
+    if isinstance(value, bool):
+        raise ValueError(f"budget must be a token count or like '2K', got {value!r}")
+    if isinstance(value, int):
+        tokens = value
+    else:
+        m = _BUDGET.match(str(value))
+        if not m:
+            raise ValueError(f"budget must be a token count or like '2K', got {value!r}")
+        tokens = round(float(m.group(1)) * (1024 if m.group(2) else 1))
+    if tokens < 1:
+        raise ValueError(f"budget must be >= 1 token, got {value!r}")
+    return tokens
+
+
+def budget_label(tokens: int) -> str:
+    """2048 -> "2K" (the paper's notation); other counts as they are."""
+    return f"{tokens // 1024}K" if tokens % 1024 == 0 else str(tokens)
+
+
+@dataclass
+class TaskSpec:
+    """One task of the evaluation and the problems drawn from it."""
+
+    name: str
+    """Task factory name: ``countdown``, ``math`` or ``sudoku`` (``envs.make_task``)."""
+    options: dict[str, Any] = field(default_factory=dict)
+    """Options of the task factory, e.g. ``{dataset: aime24}`` for math or ``{size: 4}`` for sudoku."""
+    label: str | None = None
+    """Name in file paths, tables and plots (``AIME-24``); default: the name, plus the math dataset."""
+    split: str = "test"
+    """Dataset split (math also takes a source name such as ``amc23``)."""
+    n: int | None = None
+    """Problems to evaluate (the first ``n``); ``None`` = the task's default (all of a math file)."""
+    seed: int = 0
+    """Seed of the generated problem set (countdown, sudoku); independent of the sampling seed."""
+    samples: int | None = None
+    """Episodes per problem for this task; ``None`` = ``EvalConfig.samples``."""
+    budgets: list[int | str] | None = None
+    """Organizer-token budgets for this task; ``None`` = ``EvalConfig.budgets``."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.options, dict):
+            raise ValueError(f"task {self.name!r}: options must be a mapping, got {self.options!r}")
+        if self.label is None:
+            dataset = self.options.get("dataset") if self.name == "math" else None
+            self.label = f"{self.name}-{dataset}" if dataset else self.name
+        if not _LABEL.match(self.label):
+            raise ValueError(f"task label must be letters, digits, '.', '_' or '-', got {self.label!r}")
+        if self.n is not None and self.n < 1:
+            raise ValueError(f"task {self.label!r}: n must be >= 1 or null, got {self.n!r}")
+        if self.samples is not None and self.samples < 1:
+            raise ValueError(f"task {self.label!r}: samples must be >= 1, got {self.samples!r}")
+        if self.budgets is not None:
+            self.budgets = _budgets(self.budgets, f"task {self.label!r}")
+
+
+@dataclass
+class EvalConfig:
+    """An evaluation: tasks x modes x budgets on one model, with the same sampling and seeds per mode."""
+
+    engine: EngineConfig | None = None
+    """The engine and model (``asyncthink.engines.EngineConfig``); may be ``None`` only when the caller
+    passes an engine it built (``run_eval(..., engine=...)``)."""
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    """Sampling, capacity, worker budget, parallel traces and prompts, shared by every mode;
+    ``runtime.mode`` is ignored (``modes`` decides) and so is ``max_organizer_tokens`` when budgets are set."""
+    tasks: list[TaskSpec] = field(default_factory=list)
+    """The tasks, each with its problems (``{name, options, label, split, n, seed, samples, budgets}``)."""
+    modes: list[Mode] = field(default_factory=lambda: [Mode.SEQUENTIAL, Mode.PARALLEL, Mode.ASYNCTHINK])
+    """Modes to compare: ``sequential``, ``parallel`` and/or ``asyncthink``."""
+    budgets: list[int | str] | None = None
+    """Organizer-token budgets to sweep (``[1K, 2K]``); ``None`` = ``[runtime.max_organizer_tokens]``."""
+    samples: int = 1
+    """Episodes per problem (each with its own seed, the same in every mode and budget)."""
+    seed: int = 0
+    """Sampling seed; with the problem index and sample number it fixes each episode's seed."""
+    max_in_flight: int = 32
+    """Episodes running at once (one task, mode and budget at a time)."""
+    max_problems: int | None = None
+    """Cap on problems per task, over each task's ``n`` (quick runs: ``max_problems=5``)."""
+    retry_errors: bool = True
+    """On a rerun, run again the episodes that ended with status ``error`` (engine failures)."""
+    bootstrap: int = 1000
+    """Bootstrap resamples for the confidence intervals (resampling problems, all samples of each)."""
+    ci: float = 0.95
+    """Confidence level of the intervals."""
+    plots: bool = True
+    """Write the PNG plots and the showcase episode pages."""
+    title: str = "AsyncThink evaluation"
+    """Heading of ``report.md``."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.engine, dict):
+            self.engine = from_dict(EngineConfig, self.engine, "engine.")
+        if isinstance(self.runtime, dict):
+            self.runtime = from_dict(RuntimeConfig, self.runtime, "runtime.")
+        self.tasks = [_task(t, k) for k, t in enumerate(self.tasks or [])]
+        self.modes = [_mode(m) for m in self.modes]
+        if self.budgets is not None:
+            self.budgets = _budgets(self.budgets, "budgets")
+        self._check()
+
+    def _check(self) -> None:
+        labels = [t.label for t in self.tasks]
+        checks = [
+            (bool(self.tasks), "tasks must list at least one task, got none"),
+            (len(set(labels)) == len(labels), f"task labels must be unique, got {labels}"),
+            (bool(self.modes), "modes must list at least one mode, got none"),
+            (len(set(self.modes)) == len(self.modes), f"modes must not repeat, got {[str(m) for m in self.modes]}"),
+            (self.samples >= 1, f"samples must be >= 1, got {self.samples!r}"),
+            (self.max_in_flight >= 1, f"max_in_flight must be >= 1, got {self.max_in_flight!r}"),
+            (self.max_problems is None or self.max_problems >= 1, f"max_problems must be >= 1, got {self.max_problems!r}"),
+            (self.bootstrap >= 1, f"bootstrap must be >= 1, got {self.bootstrap!r}"),
+            (0 < self.ci < 1, f"ci must be in (0, 1), got {self.ci!r}"),
+            (self.runtime.capacity >= 2 or Mode.ASYNCTHINK not in self.modes,
+             f"runtime.capacity must be >= 2 for asyncthink, got {self.runtime.capacity!r}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+
+    def task_budgets(self, spec: TaskSpec) -> list[int]:
+        budgets = spec.budgets if spec.budgets is not None else self.budgets
+        return list(budgets) if budgets else [self.runtime.max_organizer_tokens]
+
+    def task_samples(self, spec: TaskSpec) -> int:
+        return spec.samples if spec.samples is not None else self.samples
+
+    def task_n(self, spec: TaskSpec) -> int | None:
+        if self.max_problems is None:
+            return spec.n
+        return self.max_problems if spec.n is None else min(spec.n, self.max_problems)
+
+    def runtime_for(self, mode: Mode, budget: int) -> RuntimeConfig:
+        """The shared runtime with one mode and one organizer budget."""
+        return dataclasses.replace(self.runtime, mode=mode, max_organizer_tokens=budget)
+
+
+def _task(value: Any, k: int) -> TaskSpec:
+    if isinstance(value, TaskSpec):
+        return value
+    if isinstance(value, str):
+        value = {"name": value}
+    return from_dict(TaskSpec, value, f"tasks[{k}].")
+
+
+def _mode(value: Any) -> Mode:
+    try:
+        return Mode(value)
+    except ValueError:
+        raise ValueError(f"mode must be one of {[str(m) for m in Mode]}, got {value!r}") from None
+
+
+def _budgets(values: Any, where: str) -> list[int]:
+    if not isinstance(values, list | tuple) or not values:
+        raise ValueError(f"{where} must be a non-empty list of token budgets, got {values!r}")
+    budgets = [parse_budget(v) for v in values]
+    if len(set(budgets)) != len(budgets):
+        raise ValueError(f"{where} must not repeat, got {values!r}")
+    return budgets
+
+
+def load_eval_config(path: str | Path | None = None, overrides: list[str] | None = None) -> EvalConfig:
+    """An ``EvalConfig`` from YAML and ``key=value`` overrides."""
+    return load_config(EvalConfig, path, overrides)

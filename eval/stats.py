@@ -1,0 +1,141 @@
+"""Figures of one (task, mode, budget) from its episode records, with bootstrap confidence intervals.
+
+Accuracy is the share of episodes whose score is 1 (fully correct; for
+countdown, all ``required`` solutions, the paper's figure); the partial-credit
+mean score and countdown's ``at_least_a`` rates are reported beside it. An
+episode that ended with status ``error`` (an engine failure) counts as wrong
+but is left out of latency, wall-clock, token and concurrency figures, which
+would otherwise be dragged toward zero. Percentiles use numpy's linear
+interpolation. Confidence intervals are percentile bootstraps that resample
+problems with all their samples (samples of one problem are not independent).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from asyncthink.episode import Episode, EpisodeStatus
+from asyncthink.metrics import episode_metrics
+
+FAILED_FORMAT = (EpisodeStatus.FORMAT_ERROR, EpisodeStatus.BUDGET_EXCEEDED)
+
+
+def is_correct(ep: Episode) -> bool:
+    return ep.score is not None and ep.score >= 1 - 1e-9
+
+
+def has_format_error(ep: Episode) -> bool:
+    """The reward's notion (``envs.rewards``): any recorded format error or a failed-format status."""
+    return bool(ep.format_errors) or ep.status in FAILED_FORMAT
+
+
+def problem_key(ep: Episode) -> str:
+    return ep.problem_id if ep.problem_id is not None else ep.episode_id.rsplit("#", 1)[0]
+
+
+def metrics_of(ep: Episode) -> dict[str, float]:
+    return ep.metrics or episode_metrics(ep)
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    return float(np.percentile(np.asarray(values, dtype=float), q)) if len(values) else None
+
+
+def mean(values: Sequence[float]) -> float | None:
+    return float(np.mean(values)) if len(values) else None
+
+
+def bootstrap_ci(
+    values: Sequence[float], groups: Sequence[str], n_boot: int = 1000, ci: float = 0.95, seed: int = 0
+) -> list[float] | None:
+    """Percentile interval of the mean, resampling whole groups (problems) with replacement."""
+    if not len(values):
+        return None
+    names = sorted(set(groups))
+    index = {g: k for k, g in enumerate(names)}
+    sums, counts = np.zeros(len(names)), np.zeros(len(names))
+    for v, g in zip(values, groups, strict=True):
+        sums[index[g]] += v
+        counts[index[g]] += 1
+    draws = np.random.default_rng(seed).integers(0, len(names), size=(n_boot, len(names)))
+    stats = sums[draws].sum(axis=1) / counts[draws].sum(axis=1)
+    lo, hi = np.percentile(stats, [50 * (1 - ci), 50 * (1 + ci)])
+    return [float(lo), float(hi)]
+
+
+def summarize(episodes: Sequence[Episode], n_boot: int = 1000, ci: float = 0.95, seed: int = 0) -> dict[str, Any]:
+    """Every reported figure of one run's episodes (``None`` where nothing was measured)."""
+    eps = list(episodes)
+    timed = [ep for ep in eps if ep.status != EpisodeStatus.ERROR]
+    out: dict[str, Any] = {
+        "n_episodes": len(eps),
+        "n_problems": len({problem_key(ep) for ep in eps}),
+        "statuses": dict(Counter(str(ep.status) for ep in eps)),
+    }
+    out |= _accuracy(eps, n_boot, ci, seed)
+    out |= _latency(timed, n_boot, ci, seed)
+    out |= _cost(timed)
+    out |= _format(eps)
+    return out
+
+
+def _accuracy(eps: list[Episode], n_boot: int, ci: float, seed: int) -> dict[str, Any]:
+    correct = [float(is_correct(ep)) for ep in eps]
+    return {
+        "accuracy": mean(correct),
+        "accuracy_ci": bootstrap_ci(correct, [problem_key(ep) for ep in eps], n_boot, ci, seed),
+        "mean_score": mean([ep.score or 0.0 for ep in eps]),
+        "at_least": _at_least(eps),
+    }
+
+
+def _at_least(eps: list[Episode]) -> dict[str, float]:
+    """Countdown's ``at_least_a`` rates; an episode without details (no answer) counts as 0."""
+    keys = {k for ep in eps for k in (ep.info.get("details") or {}) if k.startswith("at_least_")}
+    ordered = sorted(keys, key=lambda k: int(k.rsplit("_", 1)[1]))
+    return {k.rsplit("_", 1)[1]: float(np.mean([(ep.info.get("details") or {}).get(k, 0.0) for ep in eps]))
+            for k in ordered}
+
+
+def _latency(timed: list[Episode], n_boot: int, ci: float, seed: int) -> dict[str, Any]:
+    latency = [metrics_of(ep)["latency"] for ep in timed]
+    wall = [ep.wall_s for ep in timed]
+    return {
+        "n_timed": len(timed),
+        "latency_mean": mean(latency),
+        "latency_ci": bootstrap_ci(latency, [problem_key(ep) for ep in timed], n_boot, ci, seed),
+        "latency_p50": percentile(latency, 50),
+        "latency_p90": percentile(latency, 90),
+        "wall_s_mean": mean(wall),
+        "wall_s_p50": percentile(wall, 50),
+        "wall_s_p90": percentile(wall, 90),
+    }
+
+
+def _cost(timed: list[Episode]) -> dict[str, Any]:
+    def avg(name: str) -> float | None:
+        return mean([metrics_of(ep)[name] for ep in timed])
+
+    return {
+        "total_tokens": float(sum(metrics_of(ep)["total_tokens"] for ep in timed)),
+        "tokens_per_episode": avg("total_tokens"),
+        "eta": avg("eta"),
+        "eta_over_capacity": avg("eta_over_capacity"),
+        "forks_per_episode": avg("forks"),
+        "joins_per_episode": avg("joins"),
+    }
+
+
+def _format(eps: list[Episode]) -> dict[str, Any]:
+    """Share of episodes with any format error, and with each code (an episode counts once per code)."""
+    n = max(1, len(eps))
+    codes = Counter(code for ep in eps for code in set(ep.error_codes))
+    return {
+        "format_error_rate": sum(has_format_error(ep) for ep in eps) / n if eps else None,
+        "format_errors": {code: count / n for code, count in sorted(codes.items())},
+        "errors": sum(ep.status == EpisodeStatus.ERROR for ep in eps),
+    }

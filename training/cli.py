@@ -1,0 +1,61 @@
+"""``asyncthink train ...``: prepare a model, synthesize traces, SFT, and RL, each from a config file."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import typer
+
+from asyncthink.cli import app
+
+train = typer.Typer(help="Cold start (synth, teacher, sft) and RL.", no_args_is_help=True)
+app.add_typer(train, name="train")
+
+CONFIG = typer.Option(None, "--config", help="YAML config file.")
+OVERRIDES = typer.Argument(None, help="key=value overrides, dotted for nested fields (runtime.capacity=3).")
+
+
+@train.command()
+def prepare(
+    model: str = typer.Option(..., help="Model folder or name."),
+    out: Path = typer.Option(..., help="Where to write the model with protocol tags as tokens."),
+    max_index: int = typer.Option(16, help="Fork indices that get their own tags."),
+) -> None:
+    """Add the protocol tags to a model's tokenizer (growing its embeddings); run before synth."""
+    from training.model_prep import prepare_model
+
+    typer.echo(f"model with protocol tokens written to {prepare_model(model, out, max_index)}")
+
+
+@train.command()
+def synth(config: Path = CONFIG, overrides: list[str] = OVERRIDES) -> None:
+    """Write programmatic AsyncThink and sequential traces (countdown, sudoku) and their SFT dataset."""
+    from asyncthink.config_io import load_config
+    from training.synth import SynthConfig, synthesize
+
+    cfg = load_config(SynthConfig, config, overrides)
+    stats = asyncio.run(synthesize(cfg))
+    typer.echo(json.dumps(stats, indent=2))
+    typer.echo(f"traces, dataset and stats written to {cfg.out}")
+
+
+@train.command()
+def teacher(config: Path = CONFIG, overrides: list[str] = OVERRIDES) -> None:
+    """Math traces rewritten by a teacher model over an OpenAI-compatible API; reports the yield."""
+    from asyncthink.config_io import load_config
+    from training.teacher import TeacherRunConfig, run_teacher
+
+    cfg = load_config(TeacherRunConfig, config, overrides)
+    typer.echo(json.dumps(asyncio.run(run_teacher(cfg)), indent=2))
+
+
+@train.command()
+def sft(config: Path = CONFIG, overrides: list[str] = OVERRIDES) -> None:
+    """Format fine-tuning with TRL's SFTTrainer on synthesized traces."""
+    from asyncthink.config_io import load_config
+    from training.sft import SFTRunConfig, train_sft
+
+    cfg = load_config(SFTRunConfig, config, overrides)
+    typer.echo(f"checkpoint written to {train_sft(cfg)}")

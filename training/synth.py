@@ -1,0 +1,161 @@
+"""``asyncthink train synth``: write cold-start traces and the SFT dataset built from them.
+
+For each training problem a task synthesizer writes an AsyncThink trace (and,
+for the baseline, a sequential one); ``replay_episode`` turns each into the
+record the runtime would produce, so only traces that pass the protocol and
+score 1 are kept. Output in ``out``: ``{mode}.jsonl`` (episode records),
+``dataset/`` (HF dataset, one row per organizer or worker sequence),
+``stats.json`` (yield, topology histogram, token counts) and ``config.yaml``.
+Adding a task means registering a synthesizer here, nothing else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from asyncthink.config_io import save_config
+from asyncthink.episode import Episode, EpisodeStatus, write_jsonl
+from asyncthink.runtime_config import Mode, RuntimeConfig
+from training.replay import replay_episode
+from training.synth_countdown import TopologyOptions
+
+# (problem, mode, rng, options) -> (organizer text, {sub-query: worker text}, topology) or None
+Synthesizer = Callable[[dict[str, Any], str, random.Random, TopologyOptions], tuple[str, dict[str, str], str] | None]
+
+
+def _countdown(problem: dict[str, Any], mode: str, rng: random.Random, opts: TopologyOptions):
+    from training import synth_countdown as sc
+
+    build = sc.asyncthink_trace if mode == Mode.ASYNCTHINK else sc.sequential_trace
+    t = build(list(problem["numbers"]), int(problem["target"]), int(problem["required"]), rng, opts)
+    return None if t is None else (t.organizer, {t.subqueries[k]: t.workers[k] for k in t.workers}, t.topology)
+
+
+def _sudoku(problem: dict[str, Any], mode: str, rng: random.Random, opts: TopologyOptions):
+    from training import synth_sudoku as ss
+
+    t = ss.asyncthink_trace(problem["puzzle"], rng, opts.capacity) if mode == Mode.ASYNCTHINK else \
+        ss.sequential_trace(problem["puzzle"], rng)
+    return None if t is None else (t.organizer, {t.subqueries[k]: t.workers[k] for k in t.workers}, t.topology)
+
+
+SYNTHESIZERS: dict[str, Synthesizer] = {"countdown": _countdown, "sudoku": _sudoku}
+
+
+@dataclass
+class SynthConfig:
+    """What to synthesize and where to write it."""
+
+    tokenizer: str = ""
+    """Model folder (or name) whose tokenizer and chat template build the rows."""
+    task: str = "countdown"
+    """Task name (``countdown`` or ``sudoku``; math uses teacher mode, ``asyncthink train teacher``)."""
+    task_options: dict[str, Any] = field(default_factory=dict)
+    """Options of ``make_task(task, ...)`` (difficulty)."""
+    split: str = "train"
+    """Dataset split the problems come from."""
+    problems: int = 1000
+    """Problems to draw."""
+    traces_per_problem: int = 1
+    """AsyncThink traces per problem (each with its own random topology)."""
+    modes: list[str] = field(default_factory=lambda: ["asyncthink", "sequential"])
+    """Which traces to write; ``sequential`` gives the baseline's SFT data."""
+    seed: int = 0
+    """Seed for problems and topologies."""
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    """Capacity, prompt style and budgets the traces must respect (the same as at inference)."""
+    topology: TopologyOptions = field(default_factory=TopologyOptions)
+    """How organizer traces vary."""
+    out: str = "runs/synth"
+    """Output folder."""
+
+    def __post_init__(self) -> None:
+        if not self.tokenizer:
+            raise ValueError("synth needs a tokenizer (a model folder), got ''")
+        if self.task not in SYNTHESIZERS:
+            raise ValueError(f"no synthesizer for task {self.task!r}; have {sorted(SYNTHESIZERS)}")
+        bad = [m for m in self.modes if m not in ("asyncthink", "sequential")]
+        if bad:
+            raise ValueError(f"modes must be asyncthink and/or sequential, got {bad}")
+        if self.problems < 1 or self.traces_per_problem < 1:
+            raise ValueError(f"problems and traces_per_problem must be >= 1, got {self.problems}, {self.traces_per_problem}")
+        self.topology.capacity = self.runtime.capacity
+
+
+async def synthesize(cfg: SynthConfig, progress: bool = True) -> dict[str, Any]:
+    """Write traces, records, dataset and stats; return the stats."""
+    from transformers import AutoTokenizer
+
+    from envs import make_task
+
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, out / "config.yaml")
+    tokenizer = AutoTokenizer.from_pretrained(cfg.tokenizer)
+    task = make_task(cfg.task, **cfg.task_options)
+    problems = list(task.dataset(cfg.split, n=cfg.problems, seed=cfg.seed))
+    from training.model_prep import tokenizer_digest
+
+    stats: dict[str, Any] = {"problems": len(problems), "tokenizer_digest": tokenizer_digest(tokenizer)}
+    kept: list[Episode] = []
+    for mode in cfg.modes:
+        episodes, mode_stats = await _synthesize_mode(cfg, mode, problems, tokenizer, task, progress)
+        write_jsonl(out / f"{mode}.jsonl", episodes)
+        stats[mode] = mode_stats
+        kept += episodes
+    from training.sft_data import sft_dataset
+
+    sft_dataset(kept).save_to_disk(str(out / "dataset"))
+    (out / "stats.json").write_text(json.dumps(stats, indent=2))
+    return stats
+
+
+async def _synthesize_mode(cfg, mode, problems, tokenizer, task, progress) -> tuple[list[Episode], dict[str, Any]]:
+    from dataclasses import replace
+
+    from rich.progress import track
+
+    runtime = replace(cfg.runtime, mode=Mode(mode), max_organizer_tokens=10**6, max_worker_tokens=10**6,
+                      max_forks=10**6, temperature=1.0)
+    rng = random.Random(f"{cfg.seed}-{mode}")
+    repeats = cfg.traces_per_problem if mode == Mode.ASYNCTHINK else 1
+    kept, written, rejected = [], 0, collections.Counter()
+    topologies: collections.Counter = collections.Counter()
+    for problem in track(problems, description=f"synth {mode}", disable=not progress):
+        for k in range(repeats):
+            trace = SYNTHESIZERS[cfg.task](problem, mode, rng, cfg.topology)
+            if trace is None:
+                rejected["no_trace"] += 1
+                continue
+            written += 1
+            ep = await replay_episode(tokenizer, runtime, problem, trace[0], trace[1], task, f"{problem['id']}#{k}")
+            if ep.status != EpisodeStatus.OK or ep.score != 1.0:
+                rejected[ep.error_codes[0] if ep.error_codes else f"score_{ep.score}"] += 1
+                continue
+            ep.info["topology"] = trace[2]
+            topologies[trace[2]] += 1
+            kept.append(ep)
+    return kept, _mode_stats(kept, written, rejected, topologies, repeats * len(problems))
+
+
+def _mode_stats(kept: list[Episode], written: int, rejected, topologies, attempts: int) -> dict[str, Any]:
+    def mean(key: str) -> float:
+        return sum(e.metrics[key] for e in kept) / max(1, len(kept))
+
+    return {
+        "attempts": attempts, "written": written, "kept": len(kept), "yield": len(kept) / max(1, attempts),
+        "rejected": dict(rejected), "topology_histogram": dict(topologies.most_common()),
+        "forks_histogram": dict(sorted(collections.Counter(int(e.metrics["forks"]) for e in kept).items())),
+        "mean_latency": mean("latency"), "mean_total_tokens": mean("total_tokens"), "mean_eta": mean("eta"),
+    }
+
+
+def run_synth(cfg: SynthConfig) -> dict[str, Any]:
+    return asyncio.run(synthesize(cfg))

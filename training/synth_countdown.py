@@ -1,0 +1,239 @@
+"""Programmatic AsyncThink traces for multi-solution countdown, and matching sequential traces.
+
+The organizer splits the search by its first step: with three numbers, a
+branch is a pair to combine first (``"24 from 3 5 | 7"``); with four or more,
+a branch is a first operation (``"24 from 3+5=8 | 7 9"``). A worker searches
+its branch exhaustively, one line per intermediate value listing the results
+with the remaining numbers in the fixed order ``+ - r- * / r/`` (``r-`` is
+``y-x``), a ``!`` after each result equal to the target, and returns the hits
+as expressions over the original numbers. Negative and fractional
+intermediates are skipped, so the search is written in whole numbers.
+
+Topologies vary on purpose (a single template makes the policy rigid): how
+many branches are forked at once, in what order they are joined, whether the
+organizer writes a plan first, searches a branch itself while its workers
+run, or stops forking once it has enough solutions. The sequential trace
+searches the same branches in the same order, inline.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+from envs import arith
+from envs.countdown import canonical_str
+
+OPS = ("+", "-", "r-", "*", "/", "r/")  # r- and r/ put the right operand first
+
+
+@dataclass
+class Branch:
+    """A first step of the search and everything below it."""
+
+    subquery: str
+    lines: list[str]
+    hits: list[str]
+
+
+@dataclass
+class CountdownTrace:
+    """One synthesized episode: the organizer's generated text and each worker's, by fork index."""
+
+    organizer: str
+    workers: dict[int, str] = field(default_factory=dict)
+    subqueries: dict[int, str] = field(default_factory=dict)
+    topology: str = ""
+
+
+# ------------------------------------------------------------ arithmetic as text
+
+
+def _apply(op: str, x: arith.Expr, y: arith.Expr) -> arith.Expr | None:
+    """``x op y`` as a tree, or ``None`` when undefined (division by zero)."""
+    left, right, sym = (y, x, op[1]) if op.startswith("r") else (x, y, op)
+    try:
+        return arith.combine(sym, left, right)
+    except (arith.ArithError, ZeroDivisionError):
+        return None
+
+
+def _text(v: Fraction) -> str:
+    return str(v.numerator) if v.denominator == 1 else f"{v.numerator}/{v.denominator}"
+
+
+def _expr(e: arith.Expr) -> str:
+    return arith.to_str(e).replace(" ", "")
+
+
+def _whole(e: arith.Expr | None) -> bool:
+    return e is not None and arith.value(e).denominator == 1 and arith.value(e) >= 0
+
+
+def _step(op: str, x: arith.Expr, y: arith.Expr) -> str:
+    a, b = (y, x) if op.startswith("r") else (x, y)
+    return f"{_text(arith.value(a))}{op[-1]}{_text(arith.value(b))}"
+
+
+def search_lines(items: list[arith.Expr], target: int) -> tuple[list[str], list[str]]:
+    """Exhaustive search over ``items`` (2 or more), as text lines and the hit expressions."""
+    if len(items) == 2:
+        return _last_step(items[0], items[1], target)
+    lines, hits = [], []
+    for i, j in itertools.combinations(range(len(items)), 2):
+        rest = [e for k, e in enumerate(items) if k not in (i, j)]
+        pair, found = pair_lines(items[i], items[j], rest, target)
+        lines += pair
+        hits += found
+    return lines, hits
+
+
+def pair_lines(a: arith.Expr, b: arith.Expr, rest: list[arith.Expr], target: int) -> tuple[list[str], list[str]]:
+    """The pair ``a, b`` combined first, every whole non-negative way, then the rest."""
+    lines, hits = [], []
+    for op in OPS:
+        if op.startswith("r") and arith.value(a) == arith.value(b):
+            continue  # y-x and y/x repeat x-y and x/y when the two are equal
+        e = _apply(op, a, b)
+        if not _whole(e):
+            continue
+        sub_lines, sub_hits = search_lines([e, *rest], target)
+        head = f"{_step(op, a, b)}={_text(arith.value(e))}"
+        lines += [f"{head}: {sub_lines[0]}"] if len(rest) == 1 else [head, *("  " + s for s in sub_lines)]
+        hits += sub_hits
+    return lines, hits
+
+
+def _last_step(x: arith.Expr, y: arith.Expr, target: int) -> tuple[list[str], list[str]]:
+    results, hits = [], []
+    for op in OPS:
+        e = _apply(op, x, y)
+        if e is None:
+            results.append("x")  # division by zero
+            continue
+        hit = arith.value(e) == target
+        results.append(_text(arith.value(e)) + ("!" if hit else ""))
+        if hit:
+            hits.append(_expr(e))
+    return [" ".join(results)], hits
+
+
+# ------------------------------------------------------------ branches
+
+
+def branches(numbers: list[int], target: int) -> list[Branch]:
+    """Every first step of the search (pairs for 3 numbers, first operations for more), with its worker's work."""
+    leaves = [arith.Num(n) for n in numbers]
+    out = []
+    for i, j in itertools.combinations(range(len(numbers)), 2):
+        rest = [leaves[k] for k in range(len(numbers)) if k not in (i, j)]
+        rest_text = " ".join(str(numbers[k]) for k in range(len(numbers)) if k not in (i, j))
+        if len(numbers) == 3:
+            lines, hits = pair_lines(leaves[i], leaves[j], rest, target)
+            out.append(Branch(f"{target} from {numbers[i]} {numbers[j]} | {rest_text}", lines, hits))
+            continue
+        for op in OPS:
+            e = _apply(op, leaves[i], leaves[j])
+            if _whole(e):
+                lines, hits = search_lines([e, *rest], target)
+                step = f"{_step(op, leaves[i], leaves[j])}={_text(arith.value(e))}"
+                out.append(Branch(f"{target} from {step} | {rest_text}", lines, hits))
+    return out
+
+
+def worker_text(branch: Branch) -> str:
+    found = "; ".join(branch.hits) if branch.hits else "none"
+    return "\n".join(branch.lines) + f"\n<RETURN>{found}</RETURN>"
+
+
+def distinct(expressions: list[str], required: int) -> list[str]:
+    """The first ``required`` expressions that are distinct solutions."""
+    seen, out = set(), []
+    for e in expressions:
+        key = canonical_str(e)
+        if key not in seen:
+            seen.add(key)
+            out.append(e)
+    return out[:required]
+
+
+def answer_text(found: list[str], target: int) -> str:
+    return "<ANSWER>" + "\n".join(f"{e}={target}" for e in found) + "</ANSWER>"
+
+
+# ------------------------------------------------------------ topologies
+
+
+@dataclass
+class TopologyOptions:
+    """How organizer traces vary; probabilities are per trace."""
+
+    capacity: int = 4
+    """Pool size the traces respect: at most ``capacity - 1`` workers forked and not joined."""
+    p_plan: float = 0.5
+    """The organizer first writes how many branches there are."""
+    p_self_search: float = 0.3
+    """Per wave: the organizer searches one branch itself while its workers run."""
+    p_stop_early: float = 0.6
+    """Stop forking once ``required`` distinct solutions are in hand."""
+    p_shuffle: float = 0.5
+    """Explore branches in a random order (else in the natural order)."""
+    p_full_waves: float = 0.5
+    """Fill the pool in every wave (else waves of random size)."""
+
+
+def asyncthink_trace(numbers: list[int], target: int, required: int, rng: random.Random,
+                     opts: TopologyOptions) -> CountdownTrace | None:
+    """An organizer that forks branches in waves and answers; ``None`` if it would not find enough solutions."""
+    todo = _order(branches(numbers, target), rng, opts)
+    stop_early, full = rng.random() < opts.p_stop_early, rng.random() < opts.p_full_waves
+    text = f"{len(todo)} branches\n" if rng.random() < opts.p_plan else ""
+    trace, found, index, waves = CountdownTrace(""), [], 1, []
+    while todo and not (stop_early and len(distinct(found, required)) >= required):
+        size = opts.capacity - 1 if full else rng.randint(1, opts.capacity - 1)
+        wave, todo = todo[:size], todo[size:]
+        for b in wave:
+            text += f"<FORK-{index}>{b.subquery}</FORK-{index}>"
+            trace.workers[index], trace.subqueries[index] = worker_text(b), b.subquery
+            index += 1
+        mine = todo.pop(0) if todo and rng.random() < opts.p_self_search else None
+        if mine is not None:
+            text += "\n" + mine.subquery + "\n" + "\n".join(mine.lines) + "\n"
+        joins = list(range(index - len(wave), index))
+        rng.shuffle(joins) if rng.random() < 0.5 else None
+        text += "".join(f"<JOIN-{k}>" for k in joins)
+        found += [h for b in wave for h in b.hits] + (mine.hits if mine else [])
+        waves.append(f"{len(wave)}{'+s' if mine else ''}")
+    answer = distinct(found, required)
+    if len(answer) < required:
+        return None
+    trace.organizer = text + "\n" + answer_text(answer, target)
+    trace.topology = "-".join(waves)
+    return trace
+
+
+def sequential_trace(numbers: list[int], target: int, required: int, rng: random.Random,
+                     opts: TopologyOptions) -> CountdownTrace | None:
+    """The same search, every branch inline, in the same kind of order."""
+    todo = _order(branches(numbers, target), rng, opts)
+    stop_early = rng.random() < opts.p_stop_early
+    text, found, done = "", [], 0
+    for b in todo:
+        if stop_early and len(distinct(found, required)) >= required:
+            break
+        text += b.subquery + "\n" + "\n".join(b.lines) + "\n"
+        found += b.hits
+        done += 1
+    answer = distinct(found, required)
+    if len(answer) < required:
+        return None
+    return CountdownTrace(text + answer_text(answer, target), topology=f"seq{done}")
+
+
+def _order(items: list[Branch], rng: random.Random, opts: TopologyOptions) -> list[Branch]:
+    items = list(items)
+    if rng.random() < opts.p_shuffle:
+        rng.shuffle(items)
+    return items
