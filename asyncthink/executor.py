@@ -25,7 +25,7 @@ import asyncio
 import bisect
 import logging
 import time
-import zlib
+import hashlib
 from collections.abc import Callable
 from contextlib import aclosing
 from dataclasses import dataclass, field
@@ -282,7 +282,7 @@ class _Episode:
         if remaining <= 0:
             raise EpisodeFailure(FormatErrorCode.BUDGET_EXCEEDED, f"{st.budget}-token budget used up", row.row_id)
         stop_ids, stop_strings = st.stops
-        seed = None if self.seed is None else zlib.crc32(f"{self.seed}/{row.row_id}/{len(row.requests)}".encode())
+        seed = None if self.seed is None else _request_seed(self.seed, row.row_id, len(row.requests))
         sampling = SamplingParams(
             max_tokens=remaining, temperature=self.cfg.temperature, top_p=self.cfg.top_p, top_k=self.cfg.top_k,
             seed=seed, stop_token_ids=stop_ids, stop=stop_strings, logprobs=True,
@@ -482,3 +482,9 @@ def _problem_fields(problem: dict[str, Any]) -> dict[str, Any]:
 def _plain(v: Any) -> bool:
     return isinstance(v, str | int | float | bool | type(None)) or (
         isinstance(v, list | tuple) and all(isinstance(x, str | int | float) for x in v))
+
+
+def _request_seed(seed: int, row_id: str, request: int) -> int:
+    """A well-mixed 32-bit seed per (episode seed, row, request)."""
+    digest = hashlib.blake2b(f"{seed}/{row_id}/{request}".encode(), digest_size=4).digest()
+    return int.from_bytes(digest, "big")

@@ -47,7 +47,12 @@ def view_command(
     from asyncthink.episode import read_jsonl
     from eval.term_view import episodes_table, print_episode
 
-    episodes = list(read_jsonl(file))
+    try:
+        episodes = list(read_jsonl(file))
+    except ValueError as exc:  # a torn or foreign line: say where, without a traceback
+        raise typer.BadParameter(str(exc), param_hint="FILE") from exc
+    if not episodes:
+        raise typer.BadParameter(f"{file} holds no episode records", param_hint="FILE")
     console = Console()
     if list_records:
         console.print(episodes_table(episodes))

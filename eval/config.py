@@ -188,6 +188,13 @@ def _budgets(values: Any, where: str) -> list[int]:
     return budgets
 
 
+def public_config(cfg: EvalConfig) -> EvalConfig:
+    """``cfg`` as it may be written to disk: without the engine's API key."""
+    if cfg.engine is None or cfg.engine.api_key is None:
+        return cfg
+    return dataclasses.replace(cfg, engine=dataclasses.replace(cfg.engine, api_key="<redacted>"))
+
+
 def load_eval_config(path: str | Path | None = None, overrides: list[str] | None = None) -> EvalConfig:
     """An ``EvalConfig`` from YAML and ``key=value`` overrides."""
     return load_config(EvalConfig, path, overrides)

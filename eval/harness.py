@@ -3,7 +3,8 @@
 Every (task, budget, mode) runs the same items: ``make_items`` with the same
 seed, so problem x sample seeds line up across modes and budgets. Runs go one
 at a time (so wall-clock figures of one mode are not slowed by another), each
-with up to ``max_in_flight`` episodes in flight on the one engine.
+with up to ``max_in_flight`` episodes in flight on the one engine, after one
+warm-up request.
 
 Resuming: each finished episode is appended to its run's JSONL the moment it
 ends; a rerun into the same directory loads those records and runs only the
@@ -30,12 +31,13 @@ import yaml
 
 from asyncthink.batch import BatchItem, make_items, run_batch
 from asyncthink.config_io import save_config, to_dict
-from asyncthink.engines import Engine, build_engine
+from asyncthink.engines import Engine, GenerateRequest, SamplingParams, build_engine
+from asyncthink.engines.base import generate_all
 from asyncthink.episode import Episode, EpisodeStatus
 from asyncthink.executor import EpisodeExecutor
 from asyncthink.runtime_config import RuntimeConfig
 from envs import Task, make_task
-from eval.config import EvalConfig
+from eval.config import EvalConfig, public_config
 from eval.progress import EvalProgress
 from eval.store import RecordStore, RunKey
 
@@ -78,10 +80,12 @@ def _todo(run: Run, done: dict[str, Episode], retry_errors: bool) -> list[BatchI
 
 
 def fingerprint(cfg: dict[str, Any]) -> dict[str, Any]:
-    """The settings every record in a directory must share (from a config as plain data)."""
+    """The settings every record in a directory must share (from a config as plain data). Tasks are keyed by
+    label: the problems behind a label (task, options, split, seed) must not change; adding tasks is fine."""
     runtime = {k: v for k, v in (cfg.get("runtime") or {}).items() if k not in ("mode", "max_organizer_tokens")}
     engine = cfg.get("engine") or {}
-    return {"engine.model": engine.get("model"), "runtime": runtime, "seed": cfg.get("seed")}
+    tasks = {t.get("label"): {k: t.get(k) for k in ("name", "options", "split", "seed")} for t in cfg.get("tasks") or []}
+    return {"engine.model": engine.get("model"), "runtime": runtime, "seed": cfg.get("seed"), "tasks": tasks}
 
 
 def check_directory(out: Path, cfg: EvalConfig, force: bool = False) -> None:
@@ -89,6 +93,9 @@ def check_directory(out: Path, cfg: EvalConfig, force: bool = False) -> None:
     if not path.exists():
         return
     before, now = fingerprint(yaml.safe_load(path.read_text()) or {}), fingerprint(to_dict(cfg))
+    common = set(before["tasks"]) & set(now["tasks"])
+    before["tasks"] = {k: v for k, v in before["tasks"].items() if k in common}
+    now["tasks"] = {k: v for k, v in now["tasks"].items() if k in common}
     diffs = _diff(before, now)
     if diffs and not force:
         raise ValueError(f"{out} holds records made with other settings ({'; '.join(diffs)}); use a new output "
@@ -121,7 +128,7 @@ async def run_eval(
     out, started = Path(out_dir), time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     check_directory(out, cfg, force)
-    save_config(cfg, out / "config.yaml")
+    save_config(public_config(cfg), out / "config.yaml")
     store, runs = RecordStore(out), plan(cfg)
     done = {run.key: store.load(run.key) for run in runs}
     todo = {} if report_only else {run.key: _todo(run, done[run.key], cfg.retry_errors) for run in runs}
@@ -144,6 +151,7 @@ async def _run_all(cfg: EvalConfig, runs: list[Run], todo: dict[RunKey, list[Bat
     total = sum(len(run.items) for run in runs)
     finished = total - sum(len(items) for items in todo.values())
     try:
+        await warm_up(engine)
         with EvalProgress(total, finished, progress) as bars:
             for run in runs:
                 if todo[run.key]:
@@ -151,6 +159,17 @@ async def _run_all(cfg: EvalConfig, runs: list[Run], todo: dict[RunKey, list[Bat
     finally:
         if owned:
             await engine.close()
+
+
+async def warm_up(engine: Engine) -> None:
+    """One short request first: the engine's first requests are slow (CUDA graphs, caches, thread pools), and
+    that cost would otherwise land on the wall-clock figures of whichever mode happens to run first."""
+    ids = list(engine.tokenizer.encode("warm up", add_special_tokens=False))
+    try:
+        await generate_all(engine, GenerateRequest(ids, SamplingParams(max_tokens=4, temperature=0),
+                                                    f"eval-warm-up-{time.monotonic_ns()}"))
+    except Exception as exc:  # a failing engine shows up in the episodes; the warm-up is only a courtesy
+        log.warning("engine warm-up failed: %r", exc)
 
 
 async def _run_one(run: Run, items: list[BatchItem], done: dict[str, Episode], store: RecordStore, engine: Engine,
@@ -164,8 +183,11 @@ async def _run_one(run: Run, items: list[BatchItem], done: dict[str, Episode], s
         done[ep.episode_id] = ep
         bars.finished(bar, ep)
 
+    retried = any(item.episode_id in done for item in items)
     executor = EpisodeExecutor(engine, run.runtime, run.task)
     await run_batch(executor, items, max_in_flight, progress=False, on_episode=on_episode)
+    if retried:  # the failed attempts are still in the file, before their retries
+        store.rewrite(run.key, list(done.values()))
 
 
 def _meta(cfg: EvalConfig, engine: Engine | None, new: int, elapsed: float) -> dict[str, Any]:

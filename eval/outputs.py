@@ -15,7 +15,7 @@ from typing import Any
 
 from asyncthink.config_io import to_dict
 from asyncthink.episode import Episode, EpisodeStatus
-from eval.config import EvalConfig, budget_label
+from eval.config import EvalConfig, budget_label, public_config
 from eval.html_view import write_episode_html
 from eval.plots import accuracy_vs_latency, latency_distributions
 from eval.report import method_label, render_report
@@ -81,7 +81,7 @@ def write_outputs(cfg: EvalConfig, out: Path, runs: list, done: dict[RunKey, dic
                   meta: dict[str, Any]) -> dict[str, Any]:
     """Write summary, report and plots; return the summary."""
     results, records = result_rows(cfg, runs, done, RecordStore(out))
-    summary: dict[str, Any] = {"meta": meta, "config": to_dict(cfg), "results": results}
+    summary: dict[str, Any] = {"meta": meta, "config": to_dict(public_config(cfg)), "results": results}
     if cfg.plots and any(records.values()):
         summary["plots"] = write_plots(cfg, out, results, records)
     (out / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

@@ -1,7 +1,8 @@
 """The results directory: one JSON Lines file of episode records per (task, mode, budget).
 
 Each finished episode is appended (and flushed) the moment it ends, so a run
-killed halfway keeps everything it finished. Loading tolerates what a crash
+killed halfway keeps everything it finished. Retried episodes are appended
+too; once their run is over the file is rewritten with one record per id. Loading tolerates what a crash
 leaves behind: a torn last line is dropped and the file rewritten without it
 (the original is kept as ``.jsonl.bak``), so later appends start on a clean line. When an episode id appears twice (an
 ``error`` episode that was retried) the later record wins.
@@ -55,6 +56,9 @@ class RecordStore:
             f.write(ep.to_json() + "\n")
             f.flush()
 
+    def rewrite(self, key: RunKey, episodes: list[Episode]) -> None:
+        _write_atomic(self.path(key), episodes)
+
     def load(self, key: RunKey) -> dict[str, Episode]:
         """Records of ``key`` by episode id (the last record of an id wins)."""
         path = self.path(key)
@@ -65,9 +69,16 @@ class RecordStore:
         if bad or (raw and not raw.endswith("\n")):
             backup = path.with_suffix(".jsonl.bak")
             log.warning("%s: %d unreadable line(s) (an interrupted write?); original kept as %s", path, bad, backup)
-            path.replace(backup)
-            path.write_text("".join(ep.to_json() + "\n" for ep in records), encoding="utf-8")
+            backup.write_text(raw, encoding="utf-8")
+            _write_atomic(path, records)
         return {ep.episode_id: ep for ep in records}
+
+
+def _write_atomic(path: Path, episodes: list[Episode]) -> None:
+    """Replace ``path`` so that a crash leaves either the old file or the new one."""
+    tmp = path.with_suffix(".jsonl.tmp")
+    tmp.write_text("".join(ep.to_json() + "\n" for ep in episodes), encoding="utf-8")
+    tmp.replace(path)
 
 
 def _parse(raw: str, path: Path) -> tuple[list[Episode], int]:

@@ -43,7 +43,7 @@ class VLLMServer:
             "--enforce-eager", "--logprobs-mode", "processed_logprobs", "--enable-prompt-tokens-details",
             "--enable-prefix-caching", "--seed", "0", "--no-enable-chunked-prefill",
         ]
-        env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"}
+        env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_SERVER_DEV_MODE": "1"}  # dev: weight reload
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=env)
         self.log_path = log_path
 

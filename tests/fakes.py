@@ -124,3 +124,38 @@ class ScriptedEngine(Engine):
         if len(out) >= sp.max_tokens:
             return Final(FinishReason.LENGTH, None, 0, prompt_len, len(out))
         return None
+
+
+class OutcomeEngine(Engine):
+    """For RL tests: a real tokenizer, and organizer outcomes that vary with the request seed.
+
+    Organizer requests (recognised by ``organizer_marker`` in the prompt) answer with one of
+    ``outcomes`` chosen by ``seed % len(outcomes)``; an outcome may fork ``<FORK-1>w</FORK-1>``
+    and join it; the worker writes ``worker_text``. Logprobs are a fixed plausible value.
+    """
+
+    kind = "outcome"
+
+    def __init__(self, tokenizer, outcomes: list[str], worker_text: str = "ok<RETURN>ok</RETURN>",
+                 organizer_marker: str = "organizer", delay_s: float = 0.0) -> None:
+        self.tokenizer, self.outcomes, self.worker_text = tokenizer, outcomes, worker_text
+        self.marker, self.delay_s, self.max_model_len = organizer_marker, delay_s, 100_000
+
+    async def generate(self, request: GenerateRequest) -> AsyncIterator[Delta]:
+        text = self.tokenizer.decode(request.prompt_ids, skip_special_tokens=False)
+        if self.marker in text:
+            text = text.rsplit("<|im_start|>assistant", 1)[-1]  # the prompt itself may mention the tags
+            done = text.count("</JOIN-")
+            if done == 0:
+                script = self.outcomes[(request.sampling.seed or 0) % len(self.outcomes)]
+            else:  # a resumed organizer: continue the outcome whose first segment it wrote
+                script = next(o for o in self.outcomes if _JOIN_SPLIT.split(o)[0] in text)
+            segments = _JOIN_SPLIT.split(script)
+            body = segments[done] if done < len(segments) else ""
+        else:
+            body = self.worker_text
+        ids = self.tokenizer.encode(body, add_special_tokens=False)[: request.sampling.max_tokens]
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
+        final = Final(FinishReason.STOP, ids[-1] if ids else None, 0, len(request.prompt_ids), len(ids))
+        yield Delta(ids, [-1.0] * len(ids), final)

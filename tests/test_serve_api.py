@@ -7,7 +7,7 @@ import pytest
 from asyncthink.episode import EpisodeStatus
 from asyncthink.executor import EpisodeDone, EpisodeExecutor, TextDelta, WorkerForked, WorkerJoined
 from asyncthink.runtime_config import RuntimeConfig
-from tests.fakes import EOS, ScriptedEngine
+from tests.fakes import ScriptedEngine
 from tests.test_serve_support import MODEL, serving
 
 TWO = {

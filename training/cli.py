@@ -59,3 +59,14 @@ def sft(config: Path = CONFIG, overrides: list[str] = OVERRIDES) -> None:
 
     cfg = load_config(SFTRunConfig, config, overrides)
     typer.echo(f"checkpoint written to {train_sft(cfg)}")
+
+
+@train.command()
+def rl(config: Path = CONFIG, overrides: list[str] = OVERRIDES) -> None:
+    """GRPO over AsyncThink episodes (organizer and worker rows); resumable; multi-process with torchrun."""
+    from asyncthink.config_io import load_config
+    from training.rl import train_rl
+    from training.rl_config import RLConfig
+
+    cfg = load_config(RLConfig, config, overrides)
+    typer.echo(f"final model written to {train_rl(cfg)}")

@@ -51,6 +51,8 @@ class EngineConfig:
     """``openai``: retries on connection errors and 5xx before the first token."""
     api_key: str | None = None
     """``openai``: bearer token."""
+    weights_dir: str | None = None
+    """``openai``: folder shared with the servers, for RL weight sync (servers need VLLM_SERVER_DEV_MODE=1)."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Extra keyword arguments for the backend (vLLM engine args, for example)."""
 
@@ -80,7 +82,8 @@ async def build_engine(cfg: EngineConfig) -> Engine:
         )
     from asyncthink.engines.openai_engine import HTTPOptions, OpenAIEngine
 
-    options = HTTPOptions(cfg.connect_timeout_s, cfg.read_timeout_s, cfg.retries, api_key=cfg.api_key)
+    options = HTTPOptions(cfg.connect_timeout_s, cfg.read_timeout_s, cfg.retries, api_key=cfg.api_key,
+                          weights_dir=cfg.weights_dir)
     return await OpenAIEngine.create(
         cfg.base_urls, cfg.model, cfg.tokenizer, max_model_len=cfg.max_model_len, options=options
     )

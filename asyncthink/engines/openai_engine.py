@@ -51,6 +51,8 @@ class HTTPOptions:
     """First retry delay; doubles each attempt."""
     api_key: str | None = None
     """Sent as ``Authorization: Bearer``."""
+    weights_dir: str | None = None
+    """A folder the servers can read: ``load_weights`` writes new weights there for them to reload."""
 
 
 class OpenAIEngine(Engine):
@@ -185,6 +187,43 @@ class OpenAIEngine(Engine):
         if state.final is None:
             raise EngineError(EngineErrorKind.CONNECTION, f"{endpoint}: stream ended before the request finished")
         yield Delta([], [], state.final_result())
+
+    async def load_weights(self, state_dict: Any) -> None:
+        """Push new weights to every server, then drop their prefix caches (RL weight sync).
+
+        Writes a safetensors file into ``options.weights_dir`` (which the servers must
+        see at the same path) and asks each vLLM server to reload from it through its
+        dev endpoints ``/collective_rpc`` (``reload_weights``) and ``/reset_prefix_cache``;
+        the servers must run with ``VLLM_SERVER_DEV_MODE=1``.
+        """
+        import os
+        import uuid
+
+        from safetensors.torch import save_file
+
+        if not self.options.weights_dir:
+            raise EngineError(EngineErrorKind.BAD_REQUEST, "load_weights over HTTP needs options.weights_dir")
+        folder = os.path.join(self.options.weights_dir, f"weights-{uuid.uuid4().hex[:8]}")
+        os.makedirs(folder, exist_ok=True)
+        tensors = {k: v.detach().to("cpu").clone() for k, v in state_dict.items()}  # clone: tied weights
+        await asyncio.to_thread(save_file, tensors, os.path.join(folder, "model.safetensors"))
+        try:
+            for url in self.base_urls:
+                body = {"method": "reload_weights", "kwargs": {"weights_path": folder}}
+                await self._post_ok(f"{url}/collective_rpc", body)
+                await self._post_ok(f"{url}/reset_prefix_cache", None)
+        finally:
+            import shutil
+
+            shutil.rmtree(folder, ignore_errors=True)
+
+    async def _post_ok(self, url: str, body: dict[str, Any] | None) -> None:
+        try:
+            async with self._client().post(url, json=body) as resp:
+                if resp.status != 200:
+                    raise _http_error(resp.status, await resp.text(), url)
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            raise EngineError(EngineErrorKind.CONNECTION, f"POST {url}: {exc!r}") from exc
 
     async def close(self) -> None:
         if self._session is not None:

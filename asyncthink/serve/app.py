@@ -24,8 +24,7 @@ from aiohttp import web
 
 from asyncthink.engines.base import Engine
 from asyncthink.episode import Episode, EpisodeStatus
-from asyncthink.executor import EpisodeExecutor
-from asyncthink.runtime_config import RuntimeConfig
+from asyncthink.executor import EpisodeExecutor, TextDelta
 from asyncthink.serve.admission import Admission
 from asyncthink.serve.config import ServeConfig
 from asyncthink.serve.errors import ApiError, error_middleware
@@ -118,7 +117,7 @@ class Server:
 
     async def _stream(self, request: web.Request, req: EpisodeRequest, shape: ResponseShape) -> web.StreamResponse:
         queue: asyncio.Queue = asyncio.Queue()
-        task = self._launch(req, shape.id, queue.put_nowait)
+        task = self._launch(req, shape.id, queue.put_nowait if req.stream_workers else _without_worker_text(queue))
         task.add_done_callback(lambda _: queue.put_nowait(END))
         encoder = StreamEncoder(shape, req, self.eos, engine_failure)
         response = web.StreamResponse(headers=SSE_HEADERS)
@@ -139,14 +138,13 @@ class Server:
                 await response.write(payload)
 
     def _launch(self, req: EpisodeRequest, episode_id: str, on_event: Any = None) -> asyncio.Task[Episode]:
-        executor = self._executor(req.runtime)
+        executor = self._executor(req)
         problem = {"question": req.question}
         return self.admission.start(executor.run(problem, seed=req.seed, episode_id=episode_id, on_event=on_event))
 
-    def _executor(self, runtime: RuntimeConfig) -> EpisodeExecutor:
-        key = json.dumps(runtime.to_dict(), sort_keys=True)
-        executor = self._executors.pop(key, None) or EpisodeExecutor(self.engine, runtime)
-        self._executors[key] = executor
+    def _executor(self, req: EpisodeRequest) -> EpisodeExecutor:
+        executor = self._executors.pop(req.runtime_key, None) or EpisodeExecutor(self.engine, req.runtime)
+        self._executors[req.runtime_key] = executor
         if len(self._executors) > EXECUTOR_CACHE:
             self._executors.popitem(last=False)
         return executor
@@ -169,6 +167,15 @@ def engine_failure(ep: Episode) -> ApiError | None:
         return ApiError(400, f"the question does not fit the model's context: {ep.error}",
                         "context_length_exceeded", "messages")
     return ApiError(500, f"the engine failed: {ep.error}", "engine_error")
+
+
+def _without_worker_text(queue: asyncio.Queue) -> Any:
+    """An observer that queues all but the workers' text (most tokens of an episode), which no one reads."""
+    def observe(event: Any) -> None:
+        if not (isinstance(event, TextDelta) and event.row_id != "0"):
+            queue.put_nowait(event)
+
+    return observe
 
 
 def _cancelling() -> bool:

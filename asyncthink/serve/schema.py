@@ -42,6 +42,8 @@ class EpisodeRequest:
     model: str
     question: str
     runtime: RuntimeConfig
+    runtime_key: str
+    """Equal for requests with equal settings: the server reuses one executor for them."""
     seed: int | None
     stream: bool
     include_usage: bool
@@ -82,8 +84,8 @@ class RequestParser:
 
     def __init__(self, model_name: str, config: ServeConfig, max_model_len: int) -> None:
         self.model_name, self.config = model_name, config
-        self.max_tokens = min(config.limits.max_tokens, max(1, max_model_len - 1)) if max_model_len else \
-            config.limits.max_tokens
+        limit = config.limits.max_tokens
+        self.max_tokens = min(limit, max_model_len - 1) if max_model_len > 1 else limit  # leave room for a prompt
 
     def parse(self, kind: ApiKind, body: dict[str, Any]) -> EpisodeRequest:
         model = self._model(body)
@@ -95,8 +97,9 @@ class RequestParser:
             raise invalid("asyncthink", f"unknown asyncthink field(s) {unknown}; known: {sorted(EXTRA_KEYS)}")
         stream = _bool(body, "stream", False)
         options = _object(body, "stream_options")
+        runtime, key = self._runtime(body, extra)
         return EpisodeRequest(
-            kind=kind, model=model, question=question, runtime=self._runtime(body, extra),
+            kind=kind, model=model, question=question, runtime=runtime, runtime_key=key,
             seed=_int(body, "seed", -(2**63), 2**64 - 1), stream=stream,
             include_usage=_bool(options, "include_usage", False, "stream_options."),
             stream_workers=_bool(extra, "stream_workers", False, "asyncthink."),
@@ -113,11 +116,11 @@ class RequestParser:
                            "model_not_found", "model")
         return model
 
-    def _runtime(self, body: dict[str, Any], extra: dict[str, Any]) -> RuntimeConfig:
+    def _runtime(self, body: dict[str, Any], extra: dict[str, Any]) -> tuple[RuntimeConfig, str]:
         defaults = self.config.runtime
         changes = _sampling(body) | self._budgets(body, extra)
         try:
-            return dataclasses.replace(defaults, **changes)
+            return dataclasses.replace(defaults, **changes), repr(sorted(changes.items()))
         except ValueError as exc:  # a combination RuntimeConfig rejects, e.g. capacity 1 in asyncthink mode
             raise ApiError(400, str(exc), "invalid_value", "asyncthink") from None
 
@@ -198,7 +201,9 @@ def _sampling(body: dict[str, Any]) -> dict[str, Any]:
     temperature = _number(body, "temperature", 0.0, 2.0)
     if temperature is not None:
         out["temperature"] = temperature
-    top_p = _number(body, "top_p", 1e-9, 1.0)
+    top_p = _number(body, "top_p", 0.0, 1.0)
+    if top_p == 0:
+        raise invalid("top_p", "'top_p' must be in (0, 1], got 0")
     if top_p is not None:
         out["top_p"] = top_p
     return out

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from asyncthink.episode import Episode, EpisodeStatus
@@ -32,7 +33,7 @@ from asyncthink.executor import EpisodeDone, TextDelta, WorkerForked, WorkerJoin
 from asyncthink.runtime_config import Mode
 from asyncthink.serve.errors import ApiError
 from asyncthink.serve.responses import ResponseShape
-from asyncthink.serve.schema import EpisodeRequest
+from asyncthink.serve.schema import ApiKind, EpisodeRequest
 from asyncthink.serve.summary import finish_reason, response_text, summary
 
 logger = logging.getLogger(__name__)
@@ -58,14 +59,14 @@ class StreamEncoder:
     """Turns batches of executor events into SSE bytes for one request."""
 
     def __init__(self, shape: ResponseShape, req: EpisodeRequest, eos: str | None,
-                 failure: Any = None) -> None:
+                 failure: Callable[[Episode], ApiError | None] | None = None) -> None:
         self.shape, self.req, self.eos = shape, req, eos
         self.content_row = None if req.runtime.mode == Mode.PARALLEL else "0"
-        self.failure = failure  # (Episode) -> ApiError | None: how an engine failure is reported
+        self.failure = failure  # how an episode that failed in the engine is reported
         self.finished = False
 
     def start(self) -> bytes:
-        return sse(self.shape.chunk(role=True)) if self.shape.kind == "chat" else b""
+        return sse(self.shape.chunk(role=True)) if self.shape.kind == ApiKind.CHAT else b""
 
     def encode(self, events: list[Any], task: asyncio.Task) -> bytes:
         out: list[bytes] = []
@@ -106,7 +107,7 @@ class StreamEncoder:
         return sse(self.shape.chunk(event=event))
 
     def _done(self, ep: Episode) -> list[bytes]:
-        error = self.failure(ep) if self.failure and ep.status == EpisodeStatus.ERROR else None
+        error = self.failure(ep) if self.failure is not None and ep.status == EpisodeStatus.ERROR else None
         if error is not None:
             return self._close([sse(error.body())])
         out = []

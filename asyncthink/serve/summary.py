@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from asyncthink.episode import Episode, EpisodeStatus, Row
+from asyncthink.episode import Episode, EpisodeStatus, EventKind, Row
 from asyncthink.protocol import ANSWER_CLOSE, ANSWER_OPEN, RETURN_CLOSE, RETURN_OPEN
 
 _COUNTS = ("forks", "joins", "organizer_tokens", "worker_tokens", "total_tokens", "max_depth")
@@ -75,7 +75,7 @@ def summary(ep: Episode) -> dict[str, Any]:
 
 def _worker(ep: Episode, row: Row) -> dict[str, Any]:
     parent = ep.row(row.parent) if row.parent else None
-    joined = parent is not None and any(e.child == row.row_id and e.kind == "join" for e in parent.events)
+    joined = parent is not None and any(e.child == row.row_id and e.kind == EventKind.JOIN for e in parent.events)
     return {
         "row_id": row.row_id, "parent": row.parent, "index": row.fork_index, "subquery": row.subquery,
         "returned": returned_text(row), "tokens": row.generated_tokens, "finish_reason": row.finish_reason,

@@ -1,0 +1,281 @@
+"""``asyncthink train rl``: GRPO over AsyncThink episodes, organizer and worker rows alike.
+
+One step reads as generate, score, advantages, loss, log:
+
+1. generate: G episodes per prompt through the runtime on the rollout engine,
+   so training contexts are exactly inference contexts;
+2. score: the task's episode reward (accuracy, format penalty, concurrency);
+3. advantages: per group of G, std-normalised or mean-centred;
+4. loss: every policy token of every row gets its episode's advantage; clipped
+   ratio, truncated importance weights, token mean over the whole batch
+   (all processes), optional KL to the initial model; then weights are synced
+   to the rollout engine;
+5. log: console, JSONL, TensorBoard; curves at the end.
+
+Several processes (``torchrun --nproc_per_node N -m asyncthink train rl``, or
+``accelerate launch``) each roll out their share of the prompts and all-reduce
+gradients summed over tokens, so the update is the same as one process on the
+whole batch and every rank ends with the same parameters. Checkpoints are
+atomic and resumable (``training/checkpoint.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import random
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from asyncthink.batch import make_items, run_batch
+from asyncthink.config_io import save_config
+from asyncthink.episode import Episode, write_jsonl
+from asyncthink.executor import EpisodeExecutor
+from envs import make_task
+from envs.rewards import episode_reward
+from training.checkpoint import TrainState, latest_checkpoint, load_checkpoint, save_checkpoint
+from training.rl_batch import TrainRow, collate, episode_rows, group_advantages, micro_batches
+from training.rl_config import RLConfig
+from training.rl_logging import MetricsLogger, episode_stats, plot_curves
+from training.rl_loss import LossParts, policy_loss, token_logprobs
+
+
+class GRPOTrainer:
+    """Owns the model, optimizer, rollout engine and data order of one run."""
+
+    def __init__(self, cfg: RLConfig) -> None:
+        from accelerate import Accelerator
+        from accelerate.utils import set_seed
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.cfg = cfg
+        self.acc = Accelerator(cpu=cfg.cpu or not torch.cuda.is_available(),
+                               mixed_precision="bf16" if cfg.bf16 else "no")
+        set_seed(cfg.seed)
+        self.out = Path(cfg.out)
+        self.tokenizer = AutoTokenizer.from_pretrained(cfg.model)
+        self.model = AutoModelForCausalLM.from_pretrained(cfg.model, dtype=torch.float32).to(self.acc.device)
+        self.ref = copy.deepcopy(self.model).eval().requires_grad_(False) if cfg.kl_coef > 0 else None
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.learning_rate,
+                                           weight_decay=cfg.weight_decay)
+        warmup = max(1, cfg.warmup_steps)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: min(1.0, (s + 1) / warmup))
+        self.task = make_task(cfg.task, **cfg.task_options)
+        self.problems = list(self.task.dataset(cfg.split, n=cfg.dataset_size, seed=cfg.seed))
+        self.state = TrainState()
+        self.logger = MetricsLogger(cfg.out, cfg.tensorboard, enabled=self.acc.is_main_process)
+        self.engine: Any = None
+        self.executor: EpisodeExecutor | None = None
+
+    # ------------------------------------------------------------ setup
+
+    async def start_engine(self, engine: Any = None) -> None:
+        kind = str(self.cfg.engine.kind)
+        if engine is not None:  # a caller-built engine (tests, custom backends)
+            self.engine = engine
+        elif kind == "hf":
+            from asyncthink.engines.hf_engine import HFEngine
+
+            # the rollout engine serves this very module: updates are visible at once, no copy
+            self.engine = HFEngine(self.model, self.tokenizer, max_batch=self.cfg.engine.max_batch,
+                                   max_model_len=self.cfg.engine.max_model_len)
+        else:
+            from asyncthink.engines import build_engine
+
+            served = self.cfg.engine.model if self.cfg.engine.model not in (None, "", "colocated") else self.cfg.model
+            self.engine = await build_engine(replace(self.cfg.engine, model=served))
+            await self.sync_weights()
+        self.executor = EpisodeExecutor(self.engine, self.cfg.runtime, self.task)
+
+    def maybe_resume(self) -> None:
+        if not self.cfg.resume:
+            return
+        path = latest_checkpoint(self.out / "checkpoints")
+        if path is not None:
+            self.state = load_checkpoint(path, self.model, self.optimizer, self.scheduler)
+            self.acc.print(f"resumed from {path} at step {self.state.step}")
+
+    # ------------------------------------------------------------ one step
+
+    def step_problems(self) -> list[dict[str, Any]]:
+        """This process's share of the next ``prompts_per_step`` problems; epochs are reshuffled by seed."""
+        n, start = len(self.problems), self.state.data_position
+        picked = []
+        for p in range(start, start + self.cfg.prompts_per_step):
+            order = list(range(n))
+            random.Random(f"{self.cfg.seed}-epoch-{p // n}").shuffle(order)
+            picked.append(self.problems[order[p % n]])
+        return picked[self.acc.process_index :: self.acc.num_processes]
+
+    async def generate(self, problems: list[dict[str, Any]]) -> list[Episode]:
+        step, rank = self.state.step, self.acc.process_index
+        items = make_items(problems, samples=self.cfg.group_size, seed=self.cfg.seed * 7919 + step,
+                           prefix=f"s{step}-r{rank}-")
+        self.model.eval()
+        return await run_batch(self.executor, items, self.cfg.max_in_flight, progress=self.cfg.progress
+                               and self.acc.is_main_process, description=f"rollouts step {step}")
+
+    def score(self, episodes: list[Episode]) -> list[float]:
+        for ep in episodes:
+            ep.reward = episode_reward(ep, self.cfg.rewards).total
+        return [ep.reward for ep in episodes]
+
+    def advantages(self, rewards: list[float]) -> list[float]:
+        return group_advantages(rewards, self.cfg.group_size, normalize_std=self.cfg.advantage == "std")
+
+    def update(self, episodes: list[Episode], advantages: list[float]) -> dict[str, float]:
+        """``updates_per_step`` optimizer updates over the step's rows; returns loss statistics."""
+        rows = [r for i, (ep, a) in enumerate(zip(episodes, advantages, strict=True)) for r in episode_rows(ep, a, i)]
+        self.model.train()
+        old = self._old_logprobs(rows) if self.cfg.updates_per_step > 1 else None
+        totals: dict[str, float] = {}
+        for k in range(self.cfg.updates_per_step):
+            part = [r for r in rows if r.episode % self.cfg.updates_per_step == k]
+            for key, value in self._optimizer_step(part, old).items():
+                totals[key] = totals.get(key, 0.0) + value / self.cfg.updates_per_step
+        return totals
+
+    def _optimizer_step(self, rows: list[TrainRow], old: dict[int, torch.Tensor] | None) -> dict[str, float]:
+        tokens = self._global_sum(sum(sum(r.loss_mask) for r in rows))
+        sums = {"loss": 0.0, "clipped": 0.0, "kl": 0.0, "tis_weight": 0.0, "ratio": 0.0}
+        self.optimizer.zero_grad(set_to_none=True)
+        for batch_rows in micro_batches(rows, self.cfg.micro_batch_tokens):
+            parts = self._loss(batch_rows, old)
+            # token mean over the whole batch on every process: divide the sum by the global count
+            (parts.loss / max(tokens, 1.0)).backward()
+            for key in sums:
+                sums[key] += float(parts.loss.detach()) if key == "loss" else getattr(parts, key)
+        self._all_reduce_grads()
+        grad_norm = self._clip_and_step()
+        stats = {k: self._global_sum(v) / max(tokens, 1.0) for k, v in sums.items()}
+        return {"loss": stats["loss"], "clip_fraction": stats["clipped"], "kl": stats["kl"],
+                "tis_weight": stats["tis_weight"], "ratio": stats["ratio"], "grad_norm": grad_norm,
+                "trained_tokens": tokens}
+
+    def _loss(self, rows: list[TrainRow], old: dict[int, torch.Tensor] | None) -> LossParts:
+        batch = collate(rows, self.tokenizer.pad_token_id or 0).to(self.acc.device)
+        temperature = self.cfg.runtime.temperature
+        with self.acc.autocast():
+            logp = token_logprobs(self.model, batch, temperature)
+        old_logp = _stack(old, rows, logp) if old is not None else None
+        ref_logp = None
+        if self.ref is not None:
+            with torch.no_grad():
+                ref_logp = token_logprobs(self.ref, batch, temperature)
+        c = self.cfg
+        return policy_loss(logp, batch, old_logp, ref_logp, c.clip_low, c.clip_high, c.tis_cap, c.kl_coef)
+
+    @torch.no_grad()
+    def _old_logprobs(self, rows: list[TrainRow]) -> dict[int, torch.Tensor]:
+        out = {}
+        for batch_rows in micro_batches(rows, self.cfg.micro_batch_tokens):
+            batch = collate(batch_rows, self.tokenizer.pad_token_id or 0).to(self.acc.device)
+            logp = token_logprobs(self.model, batch, self.cfg.runtime.temperature)
+            for k, r in enumerate(batch_rows):
+                out[id(r)] = logp[k, : len(r.ids) - 1].clone()
+        return out
+
+    def _all_reduce_grads(self) -> None:
+        if self.acc.num_processes == 1:
+            return
+        import torch.distributed as dist
+
+        for p in self.model.parameters():
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+            dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
+
+    def _clip_and_step(self) -> float:
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.max_grad_norm or float("inf"))
+        self.optimizer.step()
+        self.scheduler.step()
+        return float(norm)
+
+    def _global_sum(self, value: float) -> float:
+        if self.acc.num_processes == 1:
+            return float(value)
+        t = torch.tensor(float(value), device=self.acc.device, dtype=torch.float64)
+        return float(self.acc.reduce(t, reduction="sum"))
+
+    async def sync_weights(self) -> None:
+        """Push the new weights to the rollout engine (the colocated engine already shares them)."""
+        kind = str(self.cfg.engine.kind)
+        if kind == "hf":
+            return
+        if kind == "vllm" or self.acc.is_main_process:  # HTTP servers are shared: one process pushes
+            await self.engine.load_weights(self.model.state_dict())
+        self.acc.wait_for_everyone()
+
+    # ------------------------------------------------------------ the loop
+
+    async def train(self, engine: Any = None) -> Path:
+        if self.acc.is_main_process:
+            save_config(self.cfg, self.out / "config.yaml")
+        self.maybe_resume()
+        await self.start_engine(engine)
+        try:
+            while self.state.step < self.cfg.max_steps:
+                await self.run_step()
+        finally:
+            await self.engine.close()
+        return self.finish()
+
+    async def run_step(self) -> None:
+        t0 = time.perf_counter()
+        episodes = await self.generate(self.step_problems())
+        t_rollout = time.perf_counter() - t0
+        rewards = self.score(episodes)
+        advantages = self.advantages(rewards)
+        loss_stats = self.update(episodes, advantages)
+        await self.sync_weights()
+        self.log(episodes, loss_stats, t_rollout, time.perf_counter() - t0)
+        self.state.step += 1
+        self.state.data_position += self.cfg.prompts_per_step
+        if self.state.step % self.cfg.save_every == 0 or self.state.step == self.cfg.max_steps:
+            self.save(episodes)
+
+    def log(self, episodes: list[Episode], loss_stats: dict[str, float], t_rollout: float, t_step: float) -> None:
+        stats = episode_stats(episodes)
+        local = {k: v for k, v in stats.items() if "/" not in k}
+        merged = {k: self._global_sum(v) / self.acc.num_processes for k, v in local.items()}
+        merged["generated_tokens"] = self._global_sum(stats["generated_tokens"])
+        codes = {k: v for k, v in stats.items() if "/" in k}
+        self.logger.log(self.state.step, {
+            **merged, **codes, **loss_stats, "lr": self.scheduler.get_last_lr()[0],
+            "tokens_per_s": merged["generated_tokens"] / max(t_rollout, 1e-9), "rollout_s": t_rollout,
+            "step_s": t_step, "episodes": float(self._global_sum(len(episodes))),
+        })
+
+    def save(self, episodes: list[Episode]) -> None:
+        if self.acc.is_main_process:
+            save_checkpoint(self.out / "checkpoints", self.state, self.model, self.optimizer, self.scheduler,
+                            self.cfg.keep_checkpoints)
+            (self.out / "rollouts").mkdir(parents=True, exist_ok=True)
+            write_jsonl(self.out / "rollouts" / f"step-{self.state.step:06d}.jsonl", episodes)
+        self.acc.wait_for_everyone()
+
+    def finish(self) -> Path:
+        final = self.out / "final"
+        if self.acc.is_main_process:
+            self.model.save_pretrained(final)
+            self.tokenizer.save_pretrained(final)
+            plot_curves(self.out / "metrics.jsonl", self.out / "curves.png", title=f"GRPO on {self.cfg.task}")
+        self.logger.close()
+        self.acc.wait_for_everyone()
+        return final
+
+
+def _stack(old: dict[int, torch.Tensor], rows: list[TrainRow], like: torch.Tensor) -> torch.Tensor:
+    out = torch.zeros_like(like)
+    for k, r in enumerate(rows):
+        out[k, : len(r.ids) - 1] = old[id(r)]
+    return out
+
+
+def train_rl(cfg: RLConfig) -> Path:
+    """Run (or resume) an RL run; returns the final model folder."""
+    return asyncio.run(GRPOTrainer(cfg).train())

@@ -1,0 +1,99 @@
+"""From scored episodes to token tensors: group advantages, one training row per episode row.
+
+Every row of an episode (the organizer and every worker) becomes one
+sequence ``prompt + completion``. The targets are the next tokens; a target
+is trained iff it is a completion token the policy generated (mask 1), so
+prompts and the worker returns the runtime appended are left out. Every
+trained token of an episode carries that episode's advantage, and its
+rollout logprob (the engine's, for the importance weight).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from asyncthink.episode import Episode
+
+
+def group_advantages(rewards: list[float], group_size: int, normalize_std: bool = True,
+                     eps: float = 1e-4) -> list[float]:
+    """``(R - mean_G) / (std_G + eps)`` (or ``R - mean_G``) for consecutive groups of ``group_size``."""
+    if len(rewards) % group_size:
+        raise ValueError(f"{len(rewards)} rewards do not split into groups of {group_size}")
+    out = []
+    for g in range(0, len(rewards), group_size):
+        group = torch.tensor(rewards[g : g + group_size], dtype=torch.float64)
+        centred = group - group.mean()
+        out += (centred / (group.std(unbiased=False) + eps) if normalize_std else centred).tolist()
+    return out
+
+
+@dataclass
+class TrainRow:
+    """One sequence to train on, aligned to next-token targets (length ``len(ids) - 1``)."""
+
+    ids: list[int]
+    loss_mask: list[int]
+    rollout_logprobs: list[float]
+    advantage: float
+    episode: int
+    row_id: str
+
+
+def episode_rows(ep: Episode, advantage: float, index: int) -> list[TrainRow]:
+    """The training rows of one episode; rows without policy tokens are skipped."""
+    out = []
+    for row in ep.rows:
+        if not any(row.completion_mask):
+            continue
+        ids = list(row.prompt_ids) + list(row.completion_ids)
+        pad = len(row.prompt_ids) - 1
+        out.append(TrainRow(ids, [0] * pad + list(row.completion_mask), [0.0] * pad + list(row.logprobs),
+                            advantage, index, row.row_id))
+    return out
+
+
+@dataclass
+class TokenBatch:
+    """Padded tensors of a micro-batch; ``*_BT`` are [batch, targets]."""
+
+    input_ids_BT: torch.Tensor
+    attention_mask_BT: torch.Tensor
+    target_ids_BT: torch.Tensor
+    loss_mask_BT: torch.Tensor
+    rollout_logprobs_BT: torch.Tensor
+    advantages_BT: torch.Tensor
+
+    def to(self, device: torch.device | str) -> TokenBatch:
+        return TokenBatch(*(t.to(device) for t in self.__dict__.values()))
+
+
+def collate(rows: list[TrainRow], pad_id: int) -> TokenBatch:
+    """Right-pad rows into one batch; inputs are ids[:-1], targets ids[1:]."""
+    width = max(len(r.ids) for r in rows) - 1
+
+    def padded(values: list, fill) -> list:
+        return list(values) + [fill] * (width - len(values))
+
+    inputs = [padded(r.ids[:-1], pad_id) for r in rows]
+    return TokenBatch(
+        input_ids_BT=torch.tensor(inputs, dtype=torch.long),
+        attention_mask_BT=torch.tensor([padded([1] * (len(r.ids) - 1), 0) for r in rows], dtype=torch.long),
+        target_ids_BT=torch.tensor([padded(r.ids[1:], pad_id) for r in rows], dtype=torch.long),
+        loss_mask_BT=torch.tensor([padded(r.loss_mask, 0) for r in rows], dtype=torch.float32),
+        rollout_logprobs_BT=torch.tensor([padded(r.rollout_logprobs, 0.0) for r in rows], dtype=torch.float32),
+        advantages_BT=torch.tensor([[r.advantage] * width for r in rows], dtype=torch.float32),
+    )
+
+
+def micro_batches(rows: list[TrainRow], max_tokens: int) -> list[list[TrainRow]]:
+    """Group rows (longest first) so each padded micro-batch holds at most ``max_tokens`` tokens."""
+    batches: list[list[TrainRow]] = []
+    for row in sorted(rows, key=lambda r: -len(r.ids)):
+        if batches and len(batches[-1][0].ids) * (len(batches[-1]) + 1) <= max_tokens:
+            batches[-1].append(row)
+        else:
+            batches.append([row])
+    return batches

@@ -1,0 +1,103 @@
+"""The RL run config: model, task, rollout engine, episode settings, rewards and GRPO hyperparameters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from asyncthink.engines import EngineConfig
+from asyncthink.runtime_config import Mode, RuntimeConfig
+from envs.rewards import RewardConfig
+
+
+@dataclass
+class RLConfig:
+    """One GRPO run over AsyncThink episodes."""
+
+    model: str = ""
+    """Model folder or name to start from (usually a cold-start SFT checkpoint)."""
+    out: str = "runs/rl"
+    """Output folder: checkpoints, metrics, curves, final model, resolved config."""
+    task: str = "countdown"
+    """Task name (``countdown``, ``math``, ``sudoku``, or any registered task)."""
+    task_options: dict[str, Any] = field(default_factory=dict)
+    """Options of ``make_task(task, ...)``."""
+    split: str = "train"
+    """Split the training problems come from."""
+    dataset_size: int = 1000
+    """Problems in the training pool (cycled, reshuffled every epoch)."""
+    engine: EngineConfig = field(default_factory=lambda: EngineConfig(kind="hf", model="colocated"))
+    """Rollout engine. ``hf``: the trainer's own module (no weight copy); ``vllm``: in-process vLLM, synced
+    after each update; ``openai``: vLLM servers, synced through a shared ``weights_dir``."""
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    """Mode, capacity, budgets and sampling of the rollout episodes (as at inference)."""
+    rewards: RewardConfig = field(default_factory=RewardConfig)
+    """Episode reward: accuracy, format penalty, concurrency term."""
+    group_size: int = 8
+    """Episodes per prompt (G)."""
+    prompts_per_step: int = 4
+    """Prompts per optimizer step, over all processes."""
+    max_steps: int = 100
+    """RL steps."""
+    learning_rate: float = 1e-5
+    """AdamW learning rate (constant after warmup)."""
+    warmup_steps: int = 0
+    """Linear warmup steps."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping; 0 disables."""
+    updates_per_step: int = 1
+    """Optimizer updates per rollout batch (minibatches); with more than 1 the clip matters."""
+    clip_low: float = 0.2
+    """Ratio clip below: ``1 - clip_low``."""
+    clip_high: float = 0.28
+    """Ratio clip above: ``1 + clip_high``."""
+    tis_cap: float = 2.0
+    """Truncated importance weight cap for engine/trainer mismatch; 0 disables the correction."""
+    kl_coef: float = 0.0
+    """Weight of the k3 KL to the initial model; 0 skips the reference model."""
+    advantage: str = "std"
+    """``std``: (R - mean) / (std + eps) per group; ``mean``: R - mean (no std normalisation)."""
+    micro_batch_tokens: int = 16384
+    """Padded tokens per forward/backward micro-batch (memory bound)."""
+    max_in_flight: int = 64
+    """Episodes generated concurrently per process."""
+    save_every: int = 10
+    """Checkpoint every this many steps (and at the end)."""
+    keep_checkpoints: int = 2
+    """Checkpoints kept on disk."""
+    resume: bool = True
+    """Continue from the latest checkpoint in ``out`` if there is one."""
+    seed: int = 0
+    """Seed for data order, rollouts and initialisation."""
+    cpu: bool = False
+    """Force the CPU (accelerate ``cpu=True``)."""
+    bf16: bool = False
+    """Train in bfloat16 mixed precision (GPU)."""
+    tensorboard: bool = True
+    """Also log to TensorBoard when it is installed."""
+    progress: bool = True
+    """Show progress bars."""
+
+    def __post_init__(self) -> None:
+        self.runtime.mode = Mode(self.runtime.mode)
+        rt = self.runtime
+        checks = [
+            (bool(self.model), f"RL needs a model, got {self.model!r}"),
+            (self.group_size >= 2, f"group_size must be >= 2 (advantages are relative), got {self.group_size}"),
+            (self.prompts_per_step >= 1, f"prompts_per_step must be >= 1, got {self.prompts_per_step}"),
+            (self.max_steps >= 1, f"max_steps must be >= 1, got {self.max_steps}"),
+            (self.learning_rate > 0, f"learning_rate must be > 0, got {self.learning_rate}"),
+            (self.advantage in ("std", "mean"), f"advantage must be 'std' or 'mean', got {self.advantage!r}"),
+            (rt.temperature > 0, f"RL samples: runtime.temperature must be > 0, got {rt.temperature}"),
+            (rt.top_p == 1.0 and rt.top_k == 0,
+             f"RL computes logprobs with temperature only: need top_p=1, top_k=0, got {rt.top_p}, {rt.top_k}"),
+            (rt.mode != Mode.PARALLEL, "RL trains asyncthink or sequential episodes, not parallel (voted) ones"),
+            (self.updates_per_step >= 1, f"updates_per_step must be >= 1, got {self.updates_per_step}"),
+            (self.save_every >= 1, f"save_every must be >= 1, got {self.save_every}"),
+            (0 <= self.clip_low < 1 and self.clip_high >= 0, f"bad clip range {self.clip_low}, {self.clip_high}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
