@@ -31,7 +31,7 @@ def main(
 def tiny_model(
     out: str = typer.Option(..., help="Folder to write the model and tokenizer to."),
     seed: int = typer.Option(0, help="Seed for the weights and the tokenizer corpus."),
-    size: str = typer.Option("tiny", help="tiny | small | base"),
+    size: str = typer.Option("tiny", help="tiny | mini | small | base"),
     max_index: int = typer.Option(8, help="Fork indices that get their own tag tokens."),
     corpus: str = typer.Option(None, help="Text file (one document a line) to train the tokenizer on."),
 ) -> None:

@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import hashlib
 import logging
 import time
-import hashlib
 from collections.abc import Callable
 from contextlib import aclosing
 from dataclasses import dataclass, field

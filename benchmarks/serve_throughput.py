@@ -219,8 +219,9 @@ async def make_engine(kind: str, model_dir: str | None):
 
 async def main(args: argparse.Namespace) -> None:
     questions = [question(k) for k in range(requests_for(max(args.clients)))]
-    print(f"machine: {os.cpu_count()} CPU cores; clients run in a separate process; "
-          f"requests per point: {[requests_for(c) for c in args.clients]}")
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"machine: {os.cpu_count()} CPU cores, load average {load} before the run; clients run in a separate "
+          f"process; requests per point: {[requests_for(c) for c in args.clients]}")
     for kind in args.engines:
         engine = await make_engine(kind, args.model)
         print(f"\n##### engine: {kind}")

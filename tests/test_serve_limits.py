@@ -80,6 +80,20 @@ async def test_bad_input_gets_an_openai_error_and_the_server_keeps_serving(name,
         assert got == 200 and body["asyncthink"]["answer"] == "42"
 
 
+async def test_a_large_chunked_body_without_content_length_is_413():
+    async def chunks():
+        yield b'{"model": "tiny", "messages": [{"role": "user", "content": "'
+        for _ in range(40):
+            yield b"x" * 65536
+
+    async with serving(ScriptedEngine(TWO), limits={"max_body_bytes": 1_000_000}) as s:
+        async with aiohttp.ClientSession() as session:
+            async with session.post(s.url + "/v1/chat/completions", data=chunks()) as r:
+                assert r.status == 413 and (await r.json())["error"]["code"] == "request_too_large"
+        got, body = await post(s.url, "/v1/chat/completions", chat_body())
+        assert got == 200
+
+
 async def test_wrong_method_and_unknown_routes_are_json_errors():
     async with serving(ScriptedEngine(TWO)) as s, aiohttp.ClientSession() as session:
         async with session.get(s.url + "/v1/chat/completions") as r:
@@ -191,7 +205,11 @@ async def test_graceful_shutdown_finishes_in_flight_episodes_then_closes_the_eng
     async with serving(engine, owns_engine=True, shutdown_grace_s=10) as s:
         inflight = asyncio.create_task(post(s.url, "/v1/chat/completions", chat_body()))
         assert await wait_until(lambda: s.server.admission.running == 1)
-        await s.runner.cleanup()
+        cleanup = asyncio.create_task(s.runner.cleanup())
+        assert await wait_until(lambda: s.server.admission.draining)
+        assert (await s.server.health(None)).status == 503  # the listener is closed; the handler says draining
+        assert not inflight.done()
+        await cleanup
         status, body = await inflight
         assert status == 200 and body["asyncthink"]["status"] == "ok"
         assert engine.closed and engine.live == 0

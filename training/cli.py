@@ -42,6 +42,20 @@ def synth(config: Path = CONFIG, overrides: list[str] = OVERRIDES) -> None:
 
 
 @train.command()
+def corpus(
+    config: Path = CONFIG,
+    out: Path = typer.Option(..., help="Text file to write."),
+    problems: int = typer.Option(500, help="Problems whose traces go into the corpus."),
+    overrides: list[str] = OVERRIDES,
+) -> None:
+    """Raw text of a synth config's prompts and traces, for `asyncthink tiny-model --corpus`."""
+    from asyncthink.config_io import load_config
+    from training.synth import SynthConfig, write_corpus
+
+    typer.echo(f"corpus written to {write_corpus(load_config(SynthConfig, config, overrides), out, problems)}")
+
+
+@train.command()
 def teacher(config: Path = CONFIG, overrides: list[str] = OVERRIDES) -> None:
     """Math traces rewritten by a teacher model over an OpenAI-compatible API; reports the yield."""
     from asyncthink.config_io import load_config

@@ -118,7 +118,7 @@ def train_sft(cfg: SFTRunConfig) -> Path:
         weight_decay=cfg.weight_decay, lr_scheduler_type="cosine", logging_steps=cfg.logging_steps,
         save_strategy="no", report_to="none", completion_only_loss=True, max_length=cfg.max_length,
         seed=cfg.seed, bf16=cfg.bf16, use_cpu=cfg.device == "cpu" or not torch.cuda.is_available(),
-        dataloader_num_workers=0, disable_tqdm=False,
+        dataloader_num_workers=0, disable_tqdm=False, train_sampling_strategy="group_by_length",  # less padding
     )
     trainer = SFTTrainer(model=model, args=args, train_dataset=rows, processing_class=tokenizer, callbacks=[_Log()])
     trainer.train()

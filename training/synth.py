@@ -77,8 +77,6 @@ class SynthConfig:
     """Output folder."""
 
     def __post_init__(self) -> None:
-        if not self.tokenizer:
-            raise ValueError("synth needs a tokenizer (a model folder), got ''")
         if self.task not in SYNTHESIZERS:
             raise ValueError(f"no synthesizer for task {self.task!r}; have {sorted(SYNTHESIZERS)}")
         bad = [m for m in self.modes if m not in ("asyncthink", "sequential")]
@@ -95,6 +93,8 @@ async def synthesize(cfg: SynthConfig, progress: bool = True) -> dict[str, Any]:
 
     from envs import make_task
 
+    if not cfg.tokenizer:
+        raise ValueError("synth needs a tokenizer (a model folder), got ''")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")
@@ -159,3 +159,22 @@ def _mode_stats(kept: list[Episode], written: int, rejected, topologies, attempt
 
 def run_synth(cfg: SynthConfig) -> dict[str, Any]:
     return asyncio.run(synthesize(cfg))
+
+
+def write_corpus(cfg: SynthConfig, path: str | Path, problems: int | None = None) -> Path:
+    """Raw text of prompts and traces (no tokenizer needed), to train a tiny model's tokenizer on."""
+    from envs import make_task
+
+    task = make_task(cfg.task, **cfg.task_options)
+    rng = random.Random(f"{cfg.seed}-corpus")
+    lines = [task.instruction(), task.worker_instruction()]
+    for problem in task.dataset(cfg.split, n=problems or min(cfg.problems, 500), seed=cfg.seed):
+        lines.append(str(problem["question"]))
+        for mode in cfg.modes:
+            trace = SYNTHESIZERS[cfg.task](problem, mode, rng, cfg.topology)
+            if trace is not None:
+                lines += [trace[0], *trace[1].keys(), *trace[1].values()]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(line.replace("\n", " ") for line in lines) + "\n")
+    return path

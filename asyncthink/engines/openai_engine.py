@@ -222,7 +222,7 @@ class OpenAIEngine(Engine):
             async with self._client().post(url, json=body) as resp:
                 if resp.status != 200:
                     raise _http_error(resp.status, await resp.text(), url)
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             raise EngineError(EngineErrorKind.CONNECTION, f"POST {url}: {exc!r}") from exc
 
     async def close(self) -> None:

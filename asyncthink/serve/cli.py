@@ -69,7 +69,7 @@ def serve(
 async def run_server(cfg: Any, engine_cfg: Any, access_log: bool = True) -> None:
     """Build the engine, serve until a signal, then shut down gracefully (the app closes the engine)."""
     from asyncthink.engines import build_engine
-    from asyncthink.serve.app import create_app, start_server
+    from asyncthink.serve.app import SERVER_KEY, create_app, start_server
 
     engine = await build_engine(engine_cfg)
     try:
@@ -82,8 +82,7 @@ async def run_server(cfg: Any, engine_cfg: Any, access_log: bool = True) -> None
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    logging.getLogger(__name__).info("serving %r on http://%s:%d", cfg.served_model_name or engine_cfg.model,
-                                     cfg.host, port)
+    logging.getLogger(__name__).info("serving %r on http://%s:%d", web_app[SERVER_KEY].model_name, cfg.host, port)
     try:
         await stop.wait()
     finally:
