@@ -40,7 +40,7 @@ class TinySize:
 
 SIZES = {
     "tiny": TinySize(hidden=128, layers=2, heads=2, intermediate=256, vocab=512),
-    "mini": TinySize(hidden=192, layers=3, heads=3, intermediate=576, vocab=1024),
+    "mini": TinySize(hidden=192, layers=4, heads=3, intermediate=576, vocab=1024),
     "small": TinySize(hidden=256, layers=4, heads=4, intermediate=768, vocab=1024),
     "base": TinySize(hidden=384, layers=6, heads=6, intermediate=1024, vocab=1024),
 }
@@ -66,13 +66,14 @@ def default_corpus(seed: int, lines: int = 4000) -> list[str]:
 
 def build_tokenizer(seed: int = 0, vocab: int = 512, max_index: int = 8, corpus: list[str] | None = None):
     """A byte-level BPE ``PreTrainedTokenizerFast`` with digits split and protocol tags as tokens."""
-    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
-    # one token per digit (arithmetic is learnable digit by digit), a leading space kept on the digit
+    # one token per digit, the same id whether or not a space precedes it: copying and arithmetic
+    # are learnable digit by digit
     tok.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.Split(Regex(r" ?\p{N}"), behavior="isolated"), pre_tokenizers.ByteLevel(add_prefix_space=False)]
+        [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)]
     )
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(

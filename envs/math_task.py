@@ -1,4 +1,4 @@
-r"""Math problems (AIME, AMC, MATH-500, GSM8K) with answers checked by math-verify.
+"""Math problems (AIME, AMC, MATH-500, GSM8K) with answers checked by math-verify.
 
 The problems are JSON Lines files kept offline (see the README of the data
 directory). The directory is the ``data_dir`` option, else the
@@ -9,7 +9,7 @@ the repository. Each file has a loader that maps its rows to ``id``,
 ``answer``; AMC's floats become plain numbers (27.0 -> "27") and GSM8K's gold
 is the number after ``####`` without thousands separators.
 
-The extracted answer is the content of the last brace-balanced ``\boxed{...}``
+The extracted answer is the content of the last brace-balanced ``\\boxed{...}``
 in the answer text, else the whole text, stripped. Scoring is 1/0: when gold
 and answer are both plain decimal numbers they are compared exactly as
 fractions, in-process ("025" = "25" = "25.0"); anything else goes to

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import signal
@@ -177,3 +178,13 @@ def test_two_processes_end_with_identical_parameters(tiny_model_dir, tmp_path):
     start = params(__import__("transformers").AutoModelForCausalLM.from_pretrained(tiny_model_dir))
     assert all(torch.equal(r0[k], r1[k]) for k in r0)
     assert any(not torch.equal(r0[k], start[k]) for k in r0)
+
+
+def test_metrics_of_a_resumed_run_keep_the_last_row_per_step(tmp_path):
+    from training.rl_logging import read_metrics
+
+    path = tmp_path / "metrics.jsonl"
+    rows = [{"step": 0, "reward": 0.1}, {"step": 1, "reward": 0.2}, {"step": 2, "reward": 0.9},
+            {"step": 1, "reward": 0.3}, {"step": 2, "reward": 0.4}]  # killed after step 2, resumed from step 1
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert [(r["step"], r["reward"]) for r in read_metrics(path)] == [(0, 0.1), (1, 0.3), (2, 0.4)]

@@ -49,10 +49,15 @@ class GRPOTrainer:
 
     def __init__(self, cfg: RLConfig) -> None:
         from accelerate import Accelerator
+        from accelerate.state import AcceleratorState
         from accelerate.utils import set_seed
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.cfg = cfg
+        # A trainer run earlier in this process (SFT then RL in one notebook or test session) leaves accelerate's
+        # process-global state with its own precision; drop it so this run's settings apply. The distributed
+        # (partial) state is kept: it is the same process group.
+        AcceleratorState._reset_state(reset_partial_state=False)
         self.acc = Accelerator(cpu=cfg.cpu or not torch.cuda.is_available(),
                                mixed_precision="bf16" if cfg.bf16 else "no")
         set_seed(cfg.seed)

@@ -76,7 +76,10 @@ def _tensorboard(folder: Path) -> Any:
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    """One row per step, in step order. A run resumed from a checkpoint logs the steps after it again; the
+    later row of a step is the one the final model descends from, so it wins."""
+    rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    return sorted({row["step"]: row for row in rows}.values(), key=lambda row: row["step"])
 
 
 def plot_curves(metrics_path: str | Path, png: str | Path, title: str = "RL") -> Path | None:

@@ -64,7 +64,7 @@ class SynthConfig:
     problems: int = 1000
     """Problems to draw."""
     traces_per_problem: int = 1
-    """AsyncThink traces per problem (each with its own random topology)."""
+    """Traces per problem and mode (each with its own random topology and branch order)."""
     modes: list[str] = field(default_factory=lambda: ["asyncthink", "sequential"])
     """Which traces to write; ``sequential`` gives the baseline's SFT data."""
     seed: int = 0
@@ -125,7 +125,7 @@ async def _synthesize_mode(cfg, mode, problems, tokenizer, task, progress) -> tu
     runtime = replace(cfg.runtime, mode=Mode(mode), max_organizer_tokens=10**6, max_worker_tokens=10**6,
                       max_forks=10**6, temperature=1.0)
     rng = random.Random(f"{cfg.seed}-{mode}")
-    repeats = cfg.traces_per_problem if mode == Mode.ASYNCTHINK else 1
+    repeats = cfg.traces_per_problem
     kept, written, rejected = [], 0, collections.Counter()
     topologies: collections.Counter = collections.Counter()
     for problem in track(problems, description=f"synth {mode}", disable=not progress):

@@ -1,0 +1,112 @@
+"""RL throughput on the tiny CPU config: our GRPO trainer against TRL's ``GRPOTrainer`` as a reference.
+
+Both train the same model on the same countdown prompts, with the same group
+size, prompts per step and token budgets, and both roll out through our
+runtime on the transformers engine sharing the trainer's module. Ours trains
+every row of every episode (organizer and workers); TRL's ``rollout_func``
+hook returns one completion per sample, so it trains the organizer row only
+(the worker returns masked out with ``env_mask``). Reported: RL steps per
+hour and generated tokens per second (all rows, both cases). A third row is
+ours rolling out on in-process vLLM (weights reloaded after every update),
+the configuration the tiny organizer was trained with.
+
+    python benchmarks/rl_throughput.py --model runs/tiny/sft [--steps 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from asyncthink.config_io import load_config  # noqa: E402
+from training.rl_config import RLConfig  # noqa: E402
+
+
+def rl_config(model: str, out: str, steps: int, engine: str = "hf") -> RLConfig:
+    return load_config(RLConfig, Path(__file__).resolve().parents[1] / "configs" / "rl_countdown_tiny.yaml", [
+        f"model={model}", f"out={out}", f"max_steps={steps}", "save_every=1000", "progress=false",
+        "tensorboard=false", "resume=false", f"engine.kind={engine}", "engine.model=colocated"])
+
+
+def ours(model: str, steps: int, engine: str) -> dict[str, float]:
+    from training.rl import train_rl
+
+    out = tempfile.mkdtemp(prefix="bench-ours-")
+    t0 = time.perf_counter()
+    train_rl(rl_config(model, out, steps, engine))
+    elapsed = time.perf_counter() - t0
+    rows = [json.loads(x) for x in (Path(out) / "metrics.jsonl").read_text().splitlines()]
+    tokens = sum(r["generated_tokens"] for r in rows)
+    step_s = sum(r["step_s"] for r in rows) / len(rows)
+    return {"steps_per_hour": 3600 / step_s, "tokens_per_s": tokens / sum(r["step_s"] for r in rows),
+            "wall_s": elapsed}
+
+
+def trl_reference(model: str, steps: int) -> dict[str, float]:
+    """TRL's GRPOTrainer with a rollout_func running our episodes; trains the organizer row only."""
+    import datasets
+    from trl import GRPOConfig, GRPOTrainer
+
+    from asyncthink.batch import make_items, run_batch
+    from asyncthink.engines.hf_engine import HFEngine
+    from asyncthink.executor import EpisodeExecutor
+    from envs import make_task
+    from envs.rewards import episode_reward
+
+    cfg = rl_config(model, tempfile.mkdtemp(prefix="bench-trl-"), steps)
+    task = make_task(cfg.task, **cfg.task_options)
+    problems = list(task.dataset(cfg.split, n=cfg.dataset_size, seed=cfg.seed))
+    by_question = {p["question"]: p for p in problems}
+    counted = {"tokens": 0}
+
+    def rollout(prompts: list[str], trainer) -> dict:
+        async def run() -> list:
+            engine = HFEngine(trainer.model, trainer.processing_class, max_batch=64)
+            executor = EpisodeExecutor(engine, cfg.runtime, task)
+            # TRL's sampler already repeats each prompt num_generations times: one episode per entry
+            items = make_items([by_question[p] for p in prompts], samples=1, seed=int(time.time()))
+            try:
+                return await run_batch(executor, items, cfg.max_in_flight, progress=False)
+            finally:
+                await engine.close()
+
+        episodes = asyncio.run(run())
+        counted["tokens"] += sum(int(e.metrics.get("total_tokens", 0)) for e in episodes)
+        org = [e.rows[0] for e in episodes]
+        return {"prompt_ids": [r.prompt_ids for r in org], "completion_ids": [r.completion_ids or [0] for r in org],
+                "logprobs": [r.logprobs or [0.0] for r in org], "env_mask": [r.completion_mask or [0] for r in org],
+                "episode_reward": [episode_reward(e, cfg.rewards).total for e in episodes]}
+
+    def reward(completions, episode_reward, **kwargs) -> list[float]:
+        return list(episode_reward)
+
+    args = GRPOConfig(output_dir=cfg.out, max_steps=steps, per_device_train_batch_size=cfg.group_size * cfg.prompts_per_step,
+                      num_generations=cfg.group_size, learning_rate=cfg.learning_rate, logging_steps=1,
+                      report_to="none", use_cpu=True, save_strategy="no", max_completion_length=cfg.runtime.max_organizer_tokens * 2,
+                      beta=0.0, disable_tqdm=True, gradient_checkpointing=False)  # on: no KV cache in rollouts
+    dataset = datasets.Dataset.from_list([{"prompt": p["question"]} for p in problems])
+    trainer = GRPOTrainer(model=model, reward_funcs=reward, args=args, train_dataset=dataset, rollout_func=rollout)
+    t0 = time.perf_counter()
+    trainer.train()
+    elapsed = time.perf_counter() - t0
+    return {"steps_per_hour": steps * 3600 / elapsed, "tokens_per_s": counted["tokens"] / elapsed, "wall_s": elapsed}
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--steps", type=int, default=3)
+    a = parser.parse_args()
+    results = {"asyncthink GRPO, hf rollouts": ours(a.model, a.steps, "hf"),
+               "TRL GRPOTrainer, hf rollouts": trl_reference(a.model, a.steps),
+               "asyncthink GRPO, vllm rollouts": ours(a.model, a.steps, "vllm")}
+    print(f"\n{'trainer':32} {'RL steps/hour':>14} {'gen tokens/s':>13}")
+    for name, r in results.items():
+        print(f"{name:32} {r['steps_per_hour']:>14.0f} {r['tokens_per_s']:>13.0f}")

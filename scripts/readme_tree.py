@@ -1,0 +1,91 @@
+"""Print the repository's file tree, one line per tracked file with what it is (for the README's end).
+
+Python files are described by the first line of their module docstring;
+other files by a short table below. ``--check README.md`` exits 1 if the
+README's tree lists other files than git tracks (a test runs it).
+
+    python scripts/readme_tree.py [--check README.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+OTHER = {
+    ".ci/run": "CI entry point: runs the README's test command (`make test`)",
+    ".gitignore": "ignored paths (the venv, caches, runs/)",
+    "Makefile": "`make demo` and `make test`: build .venv from scratch, then run",
+    "README.md": "this file",
+    "pyproject.toml": "the `asyncthink` distribution: dependencies, extras (cpu, gpu, dev), console script, pytest",
+    "eval/README.md": "the evaluation harness: outputs, metric decisions",
+    "models/tiny-organizer/README.md": "the shipped tiny organizer's model card: what it is, how it was trained",
+    "models/tiny-organizer/model.safetensors": "its weights (2.0 M parameters, float32)",
+    "models/tiny-organizer/rl_curves.png": "its GRPO curves: reward, accuracy, eta/capacity, latency, format errors",
+    "models/tiny-organizer/rl_resolved_config.yaml": "the resolved config of its RL run",
+    "models/tiny-organizer/sft_stage1_loss.png": "its stage-1 SFT loss curve",
+    "models/tiny-organizer/sft_stage2_loss.png": "its stage-2 SFT loss curve",
+    "models/tiny-organizer/sft_stage2_resolved_config.yaml": "the resolved config of its stage-2 SFT run",
+}
+
+
+def tracked() -> list[str]:
+    out = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    return sorted(p for p in out.splitlines() if (REPO / p).exists())
+
+
+def describe(path: str) -> str:
+    if path in OTHER:
+        return OTHER[path]
+    p = REPO / path
+    if p.suffix == ".py":
+        doc = ast.get_docstring(ast.parse(p.read_text())) or ""
+        return first_sentence(doc.strip().split("\n\n")[0].splitlines()) or "(no docstring)"
+    if path.startswith("models/") and p.suffix == ".yaml":
+        return f"a copy of configs/{p.name}, as it was trained"
+    if path.startswith("models/"):
+        return f"its Hugging Face {p.name}"
+    if p.suffix in (".yaml", ".yml"):
+        lines = p.read_text().splitlines()
+        comments = [line[1:].strip() for line in lines[:next((i for i, x in enumerate(lines) if not x.startswith("#")),
+                                                              len(lines))] if not line.startswith("#   ")]
+        return first_sentence(comments) or "config"
+    if p.suffix == ".sh":
+        return first_sentence([next((line.lstrip("# ") for line in p.read_text().splitlines()[1:]
+                                     if line.startswith("#")), p.name)])
+    return p.name
+
+
+def first_sentence(lines: list[str]) -> str:
+    """The paragraph's text up to its first full stop (lines joined), without the stop."""
+    text = " ".join(line.strip() for line in lines)
+    return re.split(r"(?<!e\.g)\. ", text)[0].rstrip(".:,")
+
+
+def tree_lines() -> list[str]:
+    return [f"{path}  —  {describe(path)}" for path in tracked()]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--check", type=Path, default=None)
+    args = parser.parse_args()
+    if args.check is None:
+        print("```\n" + "\n".join(tree_lines()) + "\n```")
+        return 0
+    text = args.check.read_text().split("## File tree", 1)[-1]
+    listed = {line.split("  —  ")[0] for line in text.splitlines() if "  —  " in line}
+    missing, extra = set(tracked()) - listed, listed - set(tracked())
+    if missing or extra:
+        print(f"README tree out of date: missing {sorted(missing)}, extra {sorted(extra)}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
