@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import os
 import random
 import time
 from dataclasses import replace
@@ -257,10 +258,14 @@ class GRPOTrainer:
 
     def save(self, episodes: list[Episode]) -> None:
         if self.acc.is_main_process:
+            # The checkpoint is the commit point, so the step's rollouts are complete on disk before it: a run
+            # killed in between redoes the step and writes the same file again.
+            rollouts = self.out / "rollouts" / f"step-{self.state.step:06d}.jsonl"
+            rollouts.parent.mkdir(parents=True, exist_ok=True)
+            write_jsonl(rollouts.with_suffix(".tmp"), episodes)
+            os.replace(rollouts.with_suffix(".tmp"), rollouts)
             save_checkpoint(self.out / "checkpoints", self.state, self.model, self.optimizer, self.scheduler,
                             self.cfg.keep_checkpoints)
-            (self.out / "rollouts").mkdir(parents=True, exist_ok=True)
-            write_jsonl(self.out / "rollouts" / f"step-{self.state.step:06d}.jsonl", episodes)
         self.acc.wait_for_everyone()
 
     def finish(self) -> Path:
