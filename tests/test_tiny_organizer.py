@@ -16,9 +16,17 @@ from envs import make_task
 pytestmark = pytest.mark.slow
 
 MODEL = Path(__file__).resolve().parents[1] / "models" / "tiny-organizer"
-TASK = {"n_numbers": 3, "min_number": 1, "max_number": 9, "min_target": 5, "max_target": 40, "required": 2,
-        "test_fraction": 0.15}  # as configs/demo.yaml: sets no training stage saw
-PROBLEMS, SAMPLES = 25, 4  # every held-out problem, 4 seeds each: 100 episodes a mode, ~20 s on 2 cores
+DEMO = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
+SAMPLES = 4  # the demo's held-out countdown problems, 4 seeds each: 100 episodes a mode, ~20 s on 2 cores
+
+
+def held_out_countdown():
+    """The task and problems of the demo's countdown entry: number sets no training stage saw."""
+    from eval.config import load_eval_config
+
+    spec = next(t for t in load_eval_config(DEMO, []).tasks if t.name == "countdown")
+    task = make_task("countdown", **spec.options)
+    return task, list(task.dataset("test", n=spec.n, seed=0))
 # Mean score measured on this set (2-core CPU, vLLM 0.32): sequential 0.060, parallel 0.095, AsyncThink 0.085,
 # AsyncThink format errors 7 %. The floors are about half of that: a regression guard, not a tuning target.
 FLOOR = {"sequential": 0.025, "parallel": 0.04, "asyncthink": 0.04}
@@ -36,10 +44,9 @@ async def organizer_engine():
 
 @pytest.mark.parametrize("mode", ["sequential", "parallel", "asyncthink"])
 async def test_solves_held_out_problems_in_every_mode(organizer_engine, mode):
-    task = make_task("countdown", **TASK)
+    task, problems = held_out_countdown()
     runtime = RuntimeConfig(mode=mode, capacity=4, max_organizer_tokens=512, max_worker_tokens=256, max_forks=6,
                             parallel_traces=3, temperature=0.7, prompts={"style": "compact"})
-    problems = list(task.dataset("test", n=PROBLEMS, seed=0))
     episodes = await run_batch(EpisodeExecutor(organizer_engine, runtime, task), make_items(problems, samples=SAMPLES, seed=0),
                                max_in_flight=32, progress=False)
     assert all(consistency_problems(ep) == [] for ep in episodes)
