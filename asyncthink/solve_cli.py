@@ -7,10 +7,8 @@ from pathlib import Path
 
 import typer
 
-from asyncthink.cli import app
 
 
-@app.command()
 def solve(
     question: str = typer.Argument(..., help="The question (or problem statement) to solve."),
     model: str = typer.Option(None, help="Model folder or name (for --engine openai: the served name, optional)."),
@@ -50,7 +48,7 @@ async def _solve(engine_cfg, runtime, question: str, seed: int, task_name: str |
 
     task = None
     if task_name:
-        from envs import make_task
+        from asyncthink.envs import make_task
 
         task = make_task(task_name)
     engine = await build_engine(engine_cfg)
@@ -63,3 +61,7 @@ async def _solve(engine_cfg, runtime, question: str, seed: int, task_name: str |
             typer.echo(f"episode record written to {trace_out}")
     finally:
         await engine.close()
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(solve)

@@ -26,7 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from asyncthink.config_io import load_config  # noqa: E402
-from training.rl_config import RLConfig  # noqa: E402
+from asyncthink.training.rl_config import RLConfig  # noqa: E402
 
 
 def rl_config(model: str, out: str, steps: int, engine: str = "hf") -> RLConfig:
@@ -36,7 +36,7 @@ def rl_config(model: str, out: str, steps: int, engine: str = "hf") -> RLConfig:
 
 
 def ours(model: str, steps: int, engine: str) -> dict[str, float]:
-    from training.rl import train_rl
+    from asyncthink.training.rl import train_rl
 
     out = tempfile.mkdtemp(prefix="bench-ours-")
     t0 = time.perf_counter()
@@ -57,8 +57,8 @@ def trl_reference(model: str, steps: int) -> dict[str, float]:
     from asyncthink.batch import make_items, run_batch
     from asyncthink.engines.hf_engine import HFEngine
     from asyncthink.executor import EpisodeExecutor
-    from envs import make_task
-    from envs.rewards import episode_reward
+    from asyncthink.envs import make_task
+    from asyncthink.envs.rewards import episode_reward
 
     cfg = rl_config(model, tempfile.mkdtemp(prefix="bench-trl-"), steps)
     task = make_task(cfg.task, **cfg.task_options)

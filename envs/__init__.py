@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from envs.base import Problem, Task
+from asyncthink.envs.base import Problem, Task
 
 _FACTORIES: dict[str, Callable[..., Task]] = {}
 
@@ -34,7 +34,7 @@ def make_task(name: str, **options: Any) -> Task:
 def _load_builtin() -> None:
     if _FACTORIES:
         return
-    from envs import countdown, math_task, sudoku
+    from asyncthink.envs import countdown, math_task, sudoku
 
     register_task("countdown", countdown.make)
     register_task("math", math_task.make)

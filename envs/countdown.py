@@ -50,8 +50,8 @@ import re
 from dataclasses import dataclass
 from fractions import Fraction
 
-from envs import arith
-from envs.base import Problem, Task
+from asyncthink.envs import arith
+from asyncthink.envs.base import Problem, Task
 
 Canon = tuple  # ("n", int) | ("S", ((sign, Canon), ...)) | ("P", ((sign, Canon), ...))
 

@@ -121,7 +121,7 @@ class MathChecker:
 
     def child_command(self) -> list[str]:
         """The child's command line (tests swap in a child that hangs)."""
-        return [sys.executable, "-c", "from envs.math_check import serve; serve()"]
+        return [sys.executable, "-c", "from asyncthink.envs.math_check import serve; serve()"]
 
     def _read_line(self, proc: subprocess.Popen, deadline: float) -> str:
         fd = proc.stdout.fileno()

@@ -2,8 +2,8 @@
 
 The problems are JSON Lines files kept offline (see the README of the data
 directory). The directory is the ``data_dir`` option, else the
-``ASYNCTHINK_MATH_DATA`` environment variable, else ``shared/data/math`` beside
-the repository. Each file has a loader that maps its rows to ``id``,
+``ASYNCTHINK_MATH_DATA`` environment variable, else ``data/math`` inside this
+package (the files ship with it). Each file has a loader that maps its rows to ``id``,
 ``question``, ``gold`` and ``source``, keeping the file's other fields
 (solution, url, difficulty, ...) as metadata. Gold answers are the file's
 ``answer``; AMC's floats become plain numbers (27.0 -> "27") and GSM8K's gold
@@ -33,14 +33,14 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from envs.base import Problem, Task
-from envs.math_check import MathChecker, get_checker, number_key
+from asyncthink.envs.base import Problem, Task
+from asyncthink.envs.math_check import MathChecker, get_checker, number_key
 
 log = logging.getLogger(__name__)
 
 MAX_ANSWER_CHARS = 2_000  # a longer final answer is not an answer: score 0 without parsing
 MAX_SCAN_CHARS = 50_000  # \boxed{...} is searched in this tail of the answer text
-DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "math"
+DEFAULT_DATA_DIR = Path(__file__).resolve().parent / "data" / "math"
 
 
 # -- loaders: raw row -> task row
@@ -162,7 +162,7 @@ class MathConfig:
     train_dataset: str = "aime_1983_2023_train"
     """The train split's source (same names)."""
     data_dir: str | None = None
-    """Directory of the JSON Lines files; None: $ASYNCTHINK_MATH_DATA, else shared/data/math."""
+    """Directory of the JSON Lines files; None: $ASYNCTHINK_MATH_DATA, else the package's data/math."""
     timeout_s: float = 5.0
     """Hard limit on each math-verify call (score or normalize), seconds."""
 

@@ -25,7 +25,7 @@ import random
 import re
 from dataclasses import dataclass
 
-from envs.base import Problem, Task
+from asyncthink.envs.base import Problem, Task
 
 BOX = {4: (2, 2), 9: (3, 3)}  # box height, width
 DEFAULT_CLUES = {4: 6, 9: 30}

@@ -9,7 +9,7 @@ Modules: ``config`` (EvalConfig), ``harness`` (running and resuming),
 and ``html_view`` (the episode viewer), ``cli`` (the commands).
 """
 
-from eval.config import EvalConfig, TaskSpec, load_eval_config
-from eval.harness import evaluate, run_eval
+from asyncthink.eval.config import EvalConfig, TaskSpec, load_eval_config
+from asyncthink.eval.harness import evaluate, run_eval
 
 __all__ = ["EvalConfig", "TaskSpec", "evaluate", "load_eval_config", "run_eval"]

@@ -1,4 +1,4 @@
-"""``asyncthink eval`` (run an evaluation into a directory) and ``asyncthink view`` (show one episode)."""
+"""``asyncthink eval`` (run an evaluation into a directory), ``view`` (show one episode) and ``demo`` (the main job)."""
 
 from __future__ import annotations
 
@@ -6,10 +6,8 @@ from pathlib import Path
 
 import typer
 
-from asyncthink.cli import app
 
 
-@app.command("eval")
 def eval_command(
     overrides: list[str] = typer.Argument(None, help="key=value overrides, e.g. samples=4 runtime.temperature=0.6"),
     config: Path = typer.Option(..., "--config", "-c", exists=True, dir_okay=False, help="Eval config (YAML)."),
@@ -19,9 +17,9 @@ def eval_command(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
 ) -> None:
     """Run tasks x modes x budgets on one model; write records, summary.json, report.md and plots."""
-    from eval.config import load_eval_config
-    from eval.harness import evaluate
-    from eval.report import paper_table
+    from asyncthink.eval.config import load_eval_config
+    from asyncthink.eval.harness import evaluate
+    from asyncthink.eval.report import paper_table
 
     try:
         cfg = load_eval_config(config, overrides or [])
@@ -33,7 +31,6 @@ def eval_command(
                f"summary: {out / 'summary.json'}")
 
 
-@app.command("view")
 def view_command(
     file: Path = typer.Argument(..., exists=True, dir_okay=False, help="Episode records (JSONL)."),
     index: int = typer.Option(0, "--index", "-n", help="Which record (0 = first, -1 = last)."),
@@ -45,7 +42,7 @@ def view_command(
     from rich.console import Console
 
     from asyncthink.episode import read_jsonl
-    from eval.term_view import episodes_table, print_episode
+    from asyncthink.eval.term_view import episodes_table, print_episode
 
     try:
         episodes = list(read_jsonl(file))
@@ -60,7 +57,7 @@ def view_command(
     ep = _pick(episodes, index, episode_id, file)
     print_episode(ep, console)
     if html is not None:
-        from eval.html_view import write_episode_html
+        from asyncthink.eval.html_view import write_episode_html
 
         typer.echo(f"episode page written to {write_episode_html(ep, html)}")
 
@@ -75,3 +72,21 @@ def _pick(episodes: list, index: int, episode_id: str | None, file: Path):
         raise typer.BadParameter(f"{file} holds {len(episodes)} records; index {index} is out of range",
                                  param_hint="--index")
     return episodes[index]
+
+
+def demo_command(
+    overrides: list[str] = typer.Argument(None, help="key=value overrides of configs/demo.yaml, e.g. samples=2"),
+    out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="Results directory; rerunning into it resumes."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show the engine's logs instead of writing them "
+                                 "to engine.log in the results directory."),
+) -> None:
+    """The main job: the shipped tiny organizer in all three modes on vLLM (CPU), with table, plots, timeline."""
+    from asyncthink.eval.demo import run_demo
+
+    run_demo(out, overrides or [], verbose=verbose)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("eval")(eval_command)
+    app.command("view")(view_command)
+    app.command("demo")(demo_command)

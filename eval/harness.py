@@ -36,10 +36,10 @@ from asyncthink.engines.base import generate_all
 from asyncthink.episode import Episode, EpisodeStatus
 from asyncthink.executor import EpisodeExecutor
 from asyncthink.runtime_config import RuntimeConfig
-from envs import Task, make_task
-from eval.config import EvalConfig, public_config
-from eval.progress import EvalProgress
-from eval.store import RecordStore, RunKey
+from asyncthink.envs import Task, make_task
+from asyncthink.eval.config import EvalConfig, public_config
+from asyncthink.eval.progress import EvalProgress
+from asyncthink.eval.store import RecordStore, RunKey
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +135,7 @@ async def run_eval(
     new = sum(len(items) for items in todo.values())
     if new:
         await _run_all(cfg, runs, todo, done, store, engine, progress)
-    from eval.outputs import write_outputs  # matplotlib loads only when outputs are written
+    from asyncthink.eval.outputs import write_outputs  # matplotlib loads only when outputs are written
 
     return write_outputs(cfg, out, runs, done, _meta(cfg, engine, new, time.perf_counter() - started))
 

@@ -15,7 +15,7 @@ from html import escape
 from pathlib import Path
 
 from asyncthink.episode import Episode, Row
-from eval.transcript import Piece, pieces, returned_text
+from asyncthink.eval.transcript import Piece, pieces, returned_text
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2rem auto;max-width:1100px;color:#222;padding:0 1rem}
@@ -100,7 +100,7 @@ def _worker_card(ep: Episode, row: Row) -> str:
 
 
 def _timeline_img(ep: Episode) -> str:
-    from eval.timeline import timeline_figure
+    from asyncthink.eval.timeline import timeline_figure
 
     buf = io.BytesIO()
     timeline_figure(ep).savefig(buf, format="png", dpi=100)

@@ -15,13 +15,13 @@ from typing import Any
 
 from asyncthink.config_io import to_dict
 from asyncthink.episode import Episode, EpisodeStatus
-from eval.config import EvalConfig, budget_label, public_config
-from eval.html_view import write_episode_html
-from eval.plots import accuracy_vs_latency, latency_distributions
-from eval.report import method_label, render_report
-from eval.stats import is_correct, metrics_of, summarize
-from eval.store import RecordStore, RunKey
-from eval.timeline import save_timeline
+from asyncthink.eval.config import EvalConfig, budget_label, public_config
+from asyncthink.eval.html_view import write_episode_html
+from asyncthink.eval.plots import accuracy_vs_latency, latency_distributions
+from asyncthink.eval.report import method_label, render_report
+from asyncthink.eval.stats import is_correct, metrics_of, summarize
+from asyncthink.eval.store import RecordStore, RunKey
+from asyncthink.eval.timeline import save_timeline
 
 
 def result_rows(cfg: EvalConfig, runs: list, done: dict[RunKey, dict[str, Episode]],

@@ -18,8 +18,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from asyncthink.episode import Episode, EpisodeStatus
-from eval.stats import metrics_of
-from eval.store import RunKey
+from asyncthink.eval.stats import metrics_of
+from asyncthink.eval.store import RunKey
 
 MODE_COLORS = {"sequential": "#7f7f7f", "parallel": "#1f77b4", "asyncthink": "#d62728"}
 MODE_NAMES = {"sequential": "sequential", "parallel": "parallel", "asyncthink": "AsyncThink"}

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from asyncthink.episode import Episode
-from eval.stats import is_correct
+from asyncthink.eval.stats import is_correct
 
 
 class EvalProgress:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from eval.plots import MODE_NAMES
+from asyncthink.eval.plots import MODE_NAMES
 
 
 def method_label(mode: str, budget_label: str) -> str:

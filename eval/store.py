@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from asyncthink.episode import Episode
-from eval.config import budget_label
+from asyncthink.eval.config import budget_label
 
 log = logging.getLogger(__name__)
 

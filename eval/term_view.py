@@ -16,8 +16,8 @@ from rich.text import Text
 
 from asyncthink.display import metrics_table
 from asyncthink.episode import Episode, Row
-from eval.stats import metrics_of
-from eval.transcript import pieces, returned_text
+from asyncthink.eval.stats import metrics_of
+from asyncthink.eval.transcript import pieces, returned_text
 
 
 def row_text(ep: Episode, row: Row) -> Text:

@@ -27,8 +27,8 @@ CHECKPOINTS = {
 
 
 def evaluate(name: str, model: str, out: Path) -> dict:
-    from eval.config import load_eval_config
-    from eval.harness import evaluate as run
+    from asyncthink.eval.config import load_eval_config
+    from asyncthink.eval.harness import evaluate as run
 
     cfg = load_eval_config(REPO / "configs" / "demo.yaml", [f"engine.model={REPO / model}", "modes=[asyncthink]",
                                                            f"title={name}"])
@@ -44,8 +44,8 @@ def mean_reward(records: Path) -> float:
     averaged over the episodes, so every checkpoint is judged by the same reward."""
     from asyncthink.config_io import load_config
     from asyncthink.episode import read_jsonl
-    from envs.rewards import episode_reward
-    from training.rl_config import RLConfig
+    from asyncthink.envs.rewards import episode_reward
+    from asyncthink.training.rl_config import RLConfig
 
     rewards = load_config(RLConfig, REPO / "configs" / "rl_countdown_tiny.yaml", []).rewards
     values = [episode_reward(ep, rewards).total for ep in read_jsonl(records)]

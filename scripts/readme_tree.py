@@ -2,9 +2,10 @@
 
 Python files are described by the first line of their module docstring;
 other files by a short table below. ``--check README.md`` exits 1 if the
-README's tree lists other files than git tracks (a test runs it).
+README's tree lists other files than git tracks (a test runs it); ``--write
+README.md`` replaces the tree at the README's end.
 
-    python scripts/readme_tree.py [--check README.md]
+    python scripts/readme_tree.py [--check README.md | --write README.md]
 """
 
 from __future__ import annotations
@@ -22,8 +23,15 @@ OTHER = {
     ".gitignore": "ignored paths (the venv, caches, runs/)",
     "Makefile": "`make demo` and `make test`: build .venv from scratch, then run",
     "README.md": "this file",
-    "pyproject.toml": "the `asyncthink` distribution: dependencies, extras (cpu, gpu, dev), console script, pytest",
+    "pyproject.toml": "the `asyncthink` distribution: one namespace, dependencies, extras (cpu, gpu, train, dev), pytest",
     "eval/README.md": "the evaluation harness: outputs, metric decisions",
+    "docs/DESIGN.md": "the design contract: protocol, token and mask conventions, metrics, rewards, engines, tasks",
+    "envs/data/math/README.md": "the shipped math sets: files, fields, provenance and licences",
+    "envs/data/math/aime24.jsonl": "AIME 2024 (30 problems), package data",
+    "envs/data/math/amc23.jsonl": "AMC 12 2023 (40 problems), package data",
+    "envs/data/math/math500.jsonl": "MATH-500 (500 problems), package data",
+    "envs/data/math/gsm8k_test.jsonl": "GSM8K test split (1,319 problems), package data",
+    "envs/data/math/aime_1983_2023_train.jsonl": "AIME 1983-2023 (975 problems), the offline math RL training set",
     "models/tiny-organizer/README.md": "the shipped tiny organizer's model card: what it is, how it was trained",
     "models/tiny-organizer/model.safetensors": "its weights (2.0 M parameters, float32)",
     "models/tiny-organizer/rl_curves.png": "its GRPO curves: reward, accuracy, eta/capacity, latency, format errors",
@@ -74,7 +82,13 @@ def tree_lines() -> list[str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", type=Path, default=None)
+    parser.add_argument("--write", type=Path, default=None)
     args = parser.parse_args()
+    if args.write is not None:
+        head, tail = args.write.read_text().split("## File tree", 1)
+        intro = tail.split("```", 1)[0]
+        args.write.write_text(f"{head}## File tree{intro}```\n" + "\n".join(tree_lines()) + "\n```\n")
+        return 0
     if args.check is None:
         print("```\n" + "\n".join(tree_lines()) + "\n```")
         return 0

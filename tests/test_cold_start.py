@@ -15,8 +15,8 @@ from asyncthink.prompts import PromptConfig, organizer_messages, render, sequent
 from asyncthink.protocol import FormatError, ParserConfig, Role, validate_text
 from asyncthink.runtime_config import RuntimeConfig
 from asyncthink.tags import ProtocolTokens
-from envs import make_task
-from training.synth import SynthConfig, synthesize
+from asyncthink.envs import make_task
+from asyncthink.training.synth import SynthConfig, synthesize
 
 COUNTDOWN = {"n_numbers": 3, "max_number": 9, "min_target": 5, "max_target": 40, "required": 2}
 
@@ -94,7 +94,7 @@ async def test_sft_lowers_loss_and_checkpoint_runs_on_vllm(synth_dir, tiny_model
     from asyncthink.engines import GenerateRequest, SamplingParams
     from asyncthink.engines.base import generate_all
     from asyncthink.engines.vllm_engine import VLLMEngine
-    from training.sft import SFTRunConfig, train_sft
+    from asyncthink.training.sft import SFTRunConfig, train_sft
 
     cfg = load_config(SFTRunConfig, None, [f"model={tiny_model_dir}", f"datasets=[{synth_dir}]", f"out={tmp_path}/sft",
                                            "max_steps=24", "batch_size=8", "logging_steps=4", "learning_rate=0.003"])
@@ -115,7 +115,7 @@ async def test_completion_only_labels(synth_dir, tiny_model_dir, tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
-    from training.sft import SFTRunConfig, load_rows
+    from asyncthink.training.sft import SFTRunConfig, load_rows
 
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
     cfg = SFTRunConfig(model=str(tiny_model_dir), datasets=[str(synth_dir)])
@@ -152,7 +152,7 @@ So the answer is <ANSWER>\\boxed{GOLD}</ANSWER></ORGANIZER>
 async def test_teacher_mode_keeps_valid_traces_and_reports_yield(tiny_model_dir, tmp_path):
     from transformers import AutoTokenizer
 
-    from training.teacher import TeacherRunConfig, parse_teacher_output, run_teacher
+    from asyncthink.training.teacher import TeacherRunConfig, parse_teacher_output, run_teacher
 
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
     task = make_task("math", dataset="gsm8k_test")
@@ -169,7 +169,7 @@ async def test_teacher_mode_keeps_valid_traces_and_reports_yield(tiny_model_dir,
 @pytest.mark.slow
 async def test_teacher_mode_against_a_real_server(vllm_server, tiny_model_dir, tmp_path):
     """The random tiny model is a useless teacher: the run completes and every rejection has a reason."""
-    from training.teacher import TeacherRunConfig, run_teacher
+    from asyncthink.training.teacher import TeacherRunConfig, run_teacher
 
     cfg = load_config(TeacherRunConfig, None, [
         f"engine={{kind: openai, base_urls: ['{vllm_server}'], tokenizer: '{tiny_model_dir}'}}",

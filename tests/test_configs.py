@@ -10,10 +10,10 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
 def _config_class(name: str):
-    from training.rl_config import RLConfig
-    from training.sft import SFTRunConfig
-    from training.synth import SynthConfig
-    from training.teacher import TeacherRunConfig
+    from asyncthink.training.rl_config import RLConfig
+    from asyncthink.training.sft import SFTRunConfig
+    from asyncthink.training.synth import SynthConfig
+    from asyncthink.training.teacher import TeacherRunConfig
 
     return {"synth": SynthConfig, "sft": SFTRunConfig, "rl": RLConfig, "teacher": TeacherRunConfig}[name.split("_")[0]]
 
@@ -34,9 +34,9 @@ def test_training_config_loads(path):
 def test_demo_held_out_problems_were_seen_by_no_tiny_training_stage():
     """The countdown split is by hash bucket of the number set, so a training config with a smaller
     ``test_fraction`` (or a wider number range) trains on sets a larger one holds out."""
-    from envs import make_task
-    from envs.countdown import number_split
-    from eval.config import load_eval_config
+    from asyncthink.envs import make_task
+    from asyncthink.envs.countdown import number_split
+    from asyncthink.eval.config import load_eval_config
 
     demo = load_eval_config(CONFIGS / "demo.yaml", [])
     task = next(t for t in demo.tasks if t.name == "countdown")

@@ -19,8 +19,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from envs import arith, countdown, make_task
-from envs.countdown import CountdownConfig, canonical_str, solutions
+from asyncthink.envs import arith, countdown, make_task
+from asyncthink.envs.countdown import CountdownConfig, canonical_str, solutions
 
 PROBLEM = {"numbers": [1, 2, 3, 4], "target": 10, "required": 4}
 

@@ -8,7 +8,7 @@ import pytest
 
 from asyncthink.config_io import save_config
 from asyncthink.runtime_config import Mode
-from eval.config import EvalConfig, budget_label, load_eval_config, parse_budget
+from asyncthink.eval.config import EvalConfig, budget_label, load_eval_config, parse_budget
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("eval_*.yaml"))
 
@@ -70,7 +70,7 @@ def test_every_field_is_documented():
     import ast
     import inspect
 
-    import eval.config as module
+    import asyncthink.eval.config as module
 
     tree = ast.parse(inspect.getsource(module))
     for node in [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name in ("EvalConfig", "TaskSpec")]:

@@ -14,8 +14,8 @@ import pytest
 
 from asyncthink.engines import Engine
 from asyncthink.episode import consistency_problems, read_jsonl
-from eval.config import load_eval_config
-from eval.harness import run_eval
+from asyncthink.eval.config import load_eval_config
+from asyncthink.eval.harness import run_eval
 
 pytestmark = pytest.mark.slow
 

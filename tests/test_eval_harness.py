@@ -9,9 +9,9 @@ from typer.testing import CliRunner
 
 from asyncthink.cli import app
 from asyncthink.episode import EpisodeStatus, read_jsonl
-from envs import make_task
-from eval.config import load_eval_config
-from eval.harness import run_eval
+from asyncthink.envs import make_task
+from asyncthink.eval.config import load_eval_config
+from asyncthink.eval.harness import run_eval
 from tests.fakes import ScriptedEngine
 
 N_PROBLEMS = 2

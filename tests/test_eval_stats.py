@@ -6,7 +6,7 @@ import pytest
 
 from asyncthink.episode import Episode, EpisodeStatus, RowFormatError
 from asyncthink.protocol import FormatErrorCode
-from eval.stats import bootstrap_ci, percentile, summarize
+from asyncthink.eval.stats import bootstrap_ci, percentile, summarize
 from tests.builders import build_episode
 
 FORKED = [("gen", 2), ("fork", 1, 5), ("gen", 2), ("fork", 2, 6), ("gen", 10), ("join", 1, 3),

@@ -13,10 +13,10 @@ from asyncthink.cli import app
 from asyncthink.episode import EpisodeStatus, write_jsonl
 from asyncthink.executor import EpisodeExecutor
 from asyncthink.runtime_config import RuntimeConfig
-from eval.html_view import episode_html
-from eval.term_view import episode_view, episodes_table
-from eval.timeline import event_times, row_order, save_timeline
-from eval.transcript import pieces
+from asyncthink.eval.html_view import episode_html
+from asyncthink.eval.term_view import episode_view, episodes_table
+from asyncthink.eval.timeline import event_times, row_order, save_timeline
+from asyncthink.eval.transcript import pieces
 from tests.fakes import ScriptedEngine
 
 SCRIPTS = {

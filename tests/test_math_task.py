@@ -11,9 +11,9 @@ import time
 
 import pytest
 
-from envs import make_task, math_task
-from envs.math_check import MathChecker
-from envs.math_task import MathConfig, MathTask, extract, last_boxed, plain_number
+from asyncthink.envs import make_task, math_task
+from asyncthink.envs.math_check import MathChecker
+from asyncthink.envs.math_task import MathConfig, MathTask, extract, last_boxed, plain_number
 
 LIMIT = 1.0  # seconds per check in these tests
 SLOW = r"9^{9^{9^{9}}}"  # sympy would work on this for minutes

@@ -8,7 +8,7 @@ import pytest
 
 from asyncthink.episode import Episode, EpisodeStatus, Row, RowFormatError
 from asyncthink.protocol import FormatErrorCode, Role
-from envs.rewards import (
+from asyncthink.envs.rewards import (
     RewardConfig,
     accuracy,
     batch_rewards,
@@ -88,7 +88,7 @@ def test_raising_reward_function_scores_zero(caplog):
     def broken(ep):
         raise RuntimeError("boom")
 
-    with caplog.at_level(logging.ERROR, logger="envs.rewards"):
+    with caplog.at_level(logging.ERROR, logger="asyncthink.envs.rewards"):
         assert safe(broken)(plain_episode()) == 0.0
     assert "broken" in caplog.text and "boom" in caplog.text
     assert safe(lambda ep: float("nan"))(plain_episode()) == 0.0

@@ -18,11 +18,11 @@ from asyncthink.config_io import load_config
 from asyncthink.runtime_config import RuntimeConfig
 from tests.fakes import OutcomeEngine
 from tests.rl_fake_run import OUTCOMES, config
-from training.replay import replay_episode
-from training.rl import GRPOTrainer
-from training.rl_batch import collate, episode_rows, group_advantages
-from training.rl_config import RLConfig
-from training.rl_loss import policy_loss, token_logprobs
+from asyncthink.training.replay import replay_episode
+from asyncthink.training.rl import GRPOTrainer
+from asyncthink.training.rl_batch import collate, episode_rows, group_advantages
+from asyncthink.training.rl_config import RLConfig
+from asyncthink.training.rl_loss import policy_loss, token_logprobs
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -181,7 +181,7 @@ def test_two_processes_end_with_identical_parameters(tiny_model_dir, tmp_path):
 
 
 def test_metrics_of_a_resumed_run_keep_the_last_row_per_step(tmp_path):
-    from training.rl_logging import read_metrics
+    from asyncthink.training.rl_logging import read_metrics
 
     path = tmp_path / "metrics.jsonl"
     rows = [{"step": 0, "reward": 0.1}, {"step": 1, "reward": 0.2}, {"step": 2, "reward": 0.9},

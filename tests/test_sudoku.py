@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from envs import make_task, sudoku
-from envs.sudoku import count_solutions, is_valid_solution, rows_text, solve
+from asyncthink.envs import make_task, sudoku
+from asyncthink.envs.sudoku import count_solutions, is_valid_solution, rows_text, solve
 
 SMALL = "1..." "..1." ".3.." "...4"
 SMALL_SOLUTION = "1243" "3412" "4321" "2134"

@@ -11,7 +11,7 @@ from asyncthink.batch import make_items, run_batch
 from asyncthink.episode import EpisodeStatus, consistency_problems
 from asyncthink.executor import EpisodeExecutor
 from asyncthink.runtime_config import RuntimeConfig
-from envs import make_task
+from asyncthink.envs import make_task
 
 pytestmark = pytest.mark.slow
 
@@ -22,7 +22,7 @@ SAMPLES = 4  # the demo's held-out countdown problems, 4 seeds each: 100 episode
 
 def held_out_countdown():
     """The task and problems of the demo's countdown entry: number sets no training stage saw."""
-    from eval.config import load_eval_config
+    from asyncthink.eval.config import load_eval_config
 
     spec = next(t for t in load_eval_config(DEMO, []).tasks if t.name == "countdown")
     task = make_task("countdown", **spec.options)

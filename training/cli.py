@@ -8,10 +8,7 @@ from pathlib import Path
 
 import typer
 
-from asyncthink.cli import app
-
 train = typer.Typer(help="Cold start (synth, teacher, sft) and RL.", no_args_is_help=True)
-app.add_typer(train, name="train")
 
 CONFIG = typer.Option(None, "--config", help="YAML config file.")
 OVERRIDES = typer.Argument(None, help="key=value overrides, dotted for nested fields (runtime.capacity=3).")
@@ -24,7 +21,7 @@ def prepare(
     max_index: int = typer.Option(16, help="Fork indices that get their own tags."),
 ) -> None:
     """Add the protocol tags to a model's tokenizer (growing its embeddings); run before synth."""
-    from training.model_prep import prepare_model
+    from asyncthink.training.model_prep import prepare_model
 
     typer.echo(f"model with protocol tokens written to {prepare_model(model, out, max_index)}")
 
@@ -33,7 +30,7 @@ def prepare(
 def synth(config: Path = CONFIG, overrides: list[str] = OVERRIDES) -> None:
     """Write programmatic AsyncThink and sequential traces (countdown, sudoku) and their SFT dataset."""
     from asyncthink.config_io import load_config
-    from training.synth import SynthConfig, synthesize
+    from asyncthink.training.synth import SynthConfig, synthesize
 
     cfg = load_config(SynthConfig, config, overrides)
     stats = asyncio.run(synthesize(cfg))
@@ -50,7 +47,7 @@ def corpus(
 ) -> None:
     """Raw text of a synth config's prompts and traces, for `asyncthink tiny-model --corpus`."""
     from asyncthink.config_io import load_config
-    from training.synth import SynthConfig, write_corpus
+    from asyncthink.training.synth import SynthConfig, write_corpus
 
     typer.echo(f"corpus written to {write_corpus(load_config(SynthConfig, config, overrides), out, problems)}")
 
@@ -59,7 +56,7 @@ def corpus(
 def teacher(config: Path = CONFIG, overrides: list[str] = OVERRIDES) -> None:
     """Math traces rewritten by a teacher model over an OpenAI-compatible API; reports the yield."""
     from asyncthink.config_io import load_config
-    from training.teacher import TeacherRunConfig, run_teacher
+    from asyncthink.training.teacher import TeacherRunConfig, run_teacher
 
     cfg = load_config(TeacherRunConfig, config, overrides)
     typer.echo(json.dumps(asyncio.run(run_teacher(cfg)), indent=2))
@@ -69,7 +66,7 @@ def teacher(config: Path = CONFIG, overrides: list[str] = OVERRIDES) -> None:
 def sft(config: Path = CONFIG, overrides: list[str] = OVERRIDES) -> None:
     """Format fine-tuning with TRL's SFTTrainer on synthesized traces."""
     from asyncthink.config_io import load_config
-    from training.sft import SFTRunConfig, train_sft
+    from asyncthink.training.sft import SFTRunConfig, train_sft
 
     cfg = load_config(SFTRunConfig, config, overrides)
     typer.echo(f"checkpoint written to {train_sft(cfg)}")
@@ -79,8 +76,12 @@ def sft(config: Path = CONFIG, overrides: list[str] = OVERRIDES) -> None:
 def rl(config: Path = CONFIG, overrides: list[str] = OVERRIDES) -> None:
     """GRPO over AsyncThink episodes (organizer and worker rows); resumable; multi-process with torchrun."""
     from asyncthink.config_io import load_config
-    from training.rl import train_rl
-    from training.rl_config import RLConfig
+    from asyncthink.training.rl import train_rl
+    from asyncthink.training.rl_config import RLConfig
 
     cfg = load_config(RLConfig, config, overrides)
     typer.echo(f"final model written to {train_rl(cfg)}")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(train, name="train")

@@ -36,13 +36,13 @@ from asyncthink.batch import make_items, run_batch
 from asyncthink.config_io import save_config
 from asyncthink.episode import Episode, write_jsonl
 from asyncthink.executor import EpisodeExecutor
-from envs import make_task
-from envs.rewards import episode_reward
-from training.checkpoint import TrainState, latest_checkpoint, load_checkpoint, save_checkpoint
-from training.rl_batch import TrainRow, collate, episode_rows, group_advantages, micro_batches
-from training.rl_config import RLConfig
-from training.rl_logging import MetricsLogger, episode_stats, plot_curves
-from training.rl_loss import LossParts, policy_loss, token_logprobs
+from asyncthink.envs import make_task
+from asyncthink.envs.rewards import episode_reward
+from asyncthink.training.checkpoint import TrainState, latest_checkpoint, load_checkpoint, save_checkpoint
+from asyncthink.training.rl_batch import TrainRow, collate, episode_rows, group_advantages, micro_batches
+from asyncthink.training.rl_config import RLConfig
+from asyncthink.training.rl_logging import MetricsLogger, episode_stats, plot_curves
+from asyncthink.training.rl_loss import LossParts, policy_loss, token_logprobs
 
 
 class GRPOTrainer:

@@ -7,7 +7,7 @@ from typing import Any
 
 from asyncthink.engines import EngineConfig
 from asyncthink.runtime_config import Mode, RuntimeConfig
-from envs.rewards import RewardConfig
+from asyncthink.envs.rewards import RewardConfig
 
 
 @dataclass

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-from training.rl_batch import TokenBatch
+from asyncthink.training.rl_batch import TokenBatch
 
 
 @dataclass

@@ -73,7 +73,7 @@ def load_rows(cfg: SFTRunConfig, tokenizer: Any):
     """The training rows of ``cfg.datasets``, filtered by mode, checked against ``tokenizer``."""
     import datasets
 
-    from training.model_prep import tokenizer_digest
+    from asyncthink.training.model_prep import tokenizer_digest
 
     parts = []
     for folder in cfg.datasets:
@@ -94,7 +94,7 @@ def train_sft(cfg: SFTRunConfig) -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
     from trl import SFTConfig, SFTTrainer
 
-    from training.model_prep import missing_tags
+    from asyncthink.training.model_prep import missing_tags
 
     out = Path(cfg.out)
     save_config(cfg, out / "config.yaml")

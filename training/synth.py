@@ -23,15 +23,15 @@ from typing import Any
 from asyncthink.config_io import save_config
 from asyncthink.episode import Episode, EpisodeStatus, write_jsonl
 from asyncthink.runtime_config import Mode, RuntimeConfig
-from training.replay import replay_episode
-from training.synth_countdown import TopologyOptions
+from asyncthink.training.replay import replay_episode
+from asyncthink.training.synth_countdown import TopologyOptions
 
 # (problem, mode, rng, options) -> (organizer text, {sub-query: worker text}, topology) or None
 Synthesizer = Callable[[dict[str, Any], str, random.Random, TopologyOptions], tuple[str, dict[str, str], str] | None]
 
 
 def _countdown(problem: dict[str, Any], mode: str, rng: random.Random, opts: TopologyOptions):
-    from training import synth_countdown as sc
+    from asyncthink.training import synth_countdown as sc
 
     build = sc.asyncthink_trace if mode == Mode.ASYNCTHINK else sc.sequential_trace
     t = build(list(problem["numbers"]), int(problem["target"]), int(problem["required"]), rng, opts)
@@ -39,7 +39,7 @@ def _countdown(problem: dict[str, Any], mode: str, rng: random.Random, opts: Top
 
 
 def _sudoku(problem: dict[str, Any], mode: str, rng: random.Random, opts: TopologyOptions):
-    from training import synth_sudoku as ss
+    from asyncthink.training import synth_sudoku as ss
 
     t = ss.asyncthink_trace(problem["puzzle"], rng, opts.capacity) if mode == Mode.ASYNCTHINK else \
         ss.sequential_trace(problem["puzzle"], rng)
@@ -91,7 +91,7 @@ async def synthesize(cfg: SynthConfig, progress: bool = True) -> dict[str, Any]:
     """Write traces, records, dataset and stats; return the stats."""
     from transformers import AutoTokenizer
 
-    from envs import make_task
+    from asyncthink.envs import make_task
 
     if not cfg.tokenizer:
         raise ValueError("synth needs a tokenizer (a model folder), got ''")
@@ -101,7 +101,7 @@ async def synthesize(cfg: SynthConfig, progress: bool = True) -> dict[str, Any]:
     tokenizer = AutoTokenizer.from_pretrained(cfg.tokenizer)
     task = make_task(cfg.task, **cfg.task_options)
     problems = list(task.dataset(cfg.split, n=cfg.problems, seed=cfg.seed))
-    from training.model_prep import tokenizer_digest
+    from asyncthink.training.model_prep import tokenizer_digest
 
     stats: dict[str, Any] = {"problems": len(problems), "tokenizer_digest": tokenizer_digest(tokenizer)}
     kept: list[Episode] = []
@@ -110,7 +110,7 @@ async def synthesize(cfg: SynthConfig, progress: bool = True) -> dict[str, Any]:
         write_jsonl(out / f"{mode}.jsonl", episodes)
         stats[mode] = mode_stats
         kept += episodes
-    from training.sft_data import sft_dataset
+    from asyncthink.training.sft_data import sft_dataset
 
     sft_dataset(kept).save_to_disk(str(out / "dataset"))
     (out / "stats.json").write_text(json.dumps(stats, indent=2))
@@ -163,7 +163,7 @@ def run_synth(cfg: SynthConfig) -> dict[str, Any]:
 
 def write_corpus(cfg: SynthConfig, path: str | Path, problems: int | None = None) -> Path:
     """Raw text of prompts and traces (no tokenizer needed), to train a tiny model's tokenizer on."""
-    from envs import make_task
+    from asyncthink.envs import make_task
 
     task = make_task(cfg.task, **cfg.task_options)
     rng = random.Random(f"{cfg.seed}-corpus")

@@ -23,8 +23,8 @@ import random
 from dataclasses import dataclass, field
 from fractions import Fraction
 
-from envs import arith
-from envs.countdown import canonical_str
+from asyncthink.envs import arith
+from asyncthink.envs.countdown import canonical_str
 
 OPS = ("+", "-", "r-", "*", "/", "r/")  # r- and r/ put the right operand first
 

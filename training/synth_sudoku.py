@@ -15,7 +15,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from envs.sudoku import BOX
+from asyncthink.envs.sudoku import BOX
 
 
 @dataclass

@@ -25,7 +25,7 @@ from asyncthink.engines.types import GenerateRequest, SamplingParams
 from asyncthink.episode import Episode, EpisodeStatus
 from asyncthink.prompts import render
 from asyncthink.runtime_config import RuntimeConfig
-from training.replay import replay_episode
+from asyncthink.training.replay import replay_episode
 
 TEACHER_SYSTEM = """You write training data for a model that reasons as an organizer with parallel workers.
 Rewrite the reference solution of the problem as an organizer trace and worker traces, in exactly this form:
@@ -139,9 +139,9 @@ async def run_teacher(cfg: TeacherRunConfig, teacher: Engine | None = None) -> d
     from asyncthink.config_io import save_config
     from asyncthink.engines import build_engine
     from asyncthink.episode import write_jsonl
-    from envs import make_task
-    from training.model_prep import tokenizer_digest
-    from training.sft_data import sft_dataset
+    from asyncthink.envs import make_task
+    from asyncthink.training.model_prep import tokenizer_digest
+    from asyncthink.training.sft_data import sft_dataset
 
     out = Path(cfg.out)
     save_config(cfg, out / "config.yaml")

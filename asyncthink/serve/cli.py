@@ -16,10 +16,8 @@ from typing import Any
 
 import typer
 
-from asyncthink.cli import app
 
 
-@app.command()
 def serve(
     model: str = typer.Option(None, help="Model folder or name (for --engine openai: the upstream served name)."),
     engine: str = typer.Option("vllm", help="vllm | openai | hf"),
@@ -88,3 +86,7 @@ async def run_server(cfg: Any, engine_cfg: Any, access_log: bool = True) -> None
     finally:
         logging.getLogger(__name__).info("shutting down: draining in-flight episodes")
         await runner.cleanup()
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(serve)

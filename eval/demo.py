@@ -1,50 +1,49 @@
-"""The main job (``make demo``): the shipped tiny organizer against sequential and parallel thinking.
+"""The main job (``asyncthink demo``, ``make demo``): the shipped tiny organizer against sequential and parallel thinking.
 
-Evaluates ``models/tiny-organizer`` (trained on this CPU by this repository's
-own synth, SFT and RL commands) on held-out countdown problems and, zero-shot,
-on Sudoku 4x4, in all three modes on the real vLLM engine; prints the
-paper-style table, writes plots and an episode timeline, shows one solved
-AsyncThink episode, and says where everything is and what to run next.
-
-    python -m asyncthink.demo [--out runs/demo] [key=value overrides of configs/demo.yaml]
+Evaluates the shipped ``models/tiny-organizer`` (trained on this CPU by this
+repository's own synth, SFT and RL commands) on held-out countdown problems
+and, zero-shot, on Sudoku 4x4, in all three modes on the real vLLM engine;
+prints the paper-style table, writes plots and an episode timeline, shows one
+solved AsyncThink episode, and says where everything is and what to run next.
+The model and ``configs/demo.yaml`` ship inside the package, so it runs from
+any folder after ``pip install``. The engine's own logs go to ``engine.log``
+in the output folder unless ``verbose``.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-CONFIG = REPO / "configs" / "demo.yaml"
+from asyncthink.configs import config_path
+from asyncthink.log_capture import capture_engine_logs
+from asyncthink.models import shipped_model
 
 NEXT_STEPS = """[bold]Next[/bold]
   retrain the tiny organizer (about 2 h on 2 CPU cores):  bash scripts/train_tiny_organizer.sh
   look at any episode:                                   asyncthink view {records} --list
-  serve it behind an OpenAI API:                         asyncthink serve --model models/tiny-organizer --engine vllm
+  serve it behind an OpenAI API:                         asyncthink serve --model {model} --engine vllm
   a real model on a GPU (see README, 'GPU'):             asyncthink eval --config configs/eval_paper.yaml --out runs/paper \\
                                                            engine.model=<your AsyncThink checkpoint>"""
 
 
-def main() -> None:
+def run_demo(out: Path, overrides: list[str], verbose: bool = False) -> None:
+    """Evaluate the shipped organizer into ``out``; ``overrides`` are key=value over configs/demo.yaml."""
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", default=str(REPO / "runs" / "demo"))
-    parser.add_argument("overrides", nargs="*", help="key=value overrides of configs/demo.yaml")
-    args = parser.parse_args()
-    run_demo(Path(args.out), args.overrides)
+    with capture_engine_logs(None if verbose else out / "engine.log") as terminal:
+        _run(out, overrides, terminal)
 
 
-def run_demo(out: Path, overrides: list[str]) -> None:
+def _run(out: Path, overrides: list[str], terminal) -> None:
     from rich.console import Console
     from rich.markdown import Markdown
 
-    from eval.config import load_eval_config
-    from eval.harness import evaluate
+    from asyncthink.eval.config import load_eval_config
+    from asyncthink.eval.harness import evaluate
 
-    console = Console()
-    cfg = load_eval_config(CONFIG, [f"engine.model={REPO / 'models' / 'tiny-organizer'}", *overrides])
+    console = Console(file=terminal)
+    cfg = load_eval_config(config_path("demo.yaml"), [f"engine.model={shipped_model()}", *overrides])
     console.rule("[bold]asyncthink demo: the tiny organizer vs sequential and parallel thinking")
     console.print(f"model {cfg.engine.model} on {cfg.engine.kind} (CPU); outputs in {out}")
     started = time.perf_counter()
@@ -56,7 +55,9 @@ def run_demo(out: Path, overrides: list[str]) -> None:
                   f"plots: {out / 'plots'}   episode pages: {out / 'episodes'}")
     for name, path in sorted((summary.get("plots") or {}).items()):
         console.print(f"  {name}: {path}")
-    console.print(NEXT_STEPS.format(records=out / "records" / "countdown" / "asyncthink-*.jsonl"))
+    console.print(NEXT_STEPS.format(model=shipped_model(), records=out / "records" / "countdown" / "asyncthink-*.jsonl"))
+    if (out / "engine.log").exists():
+        console.print(f"  engine logs: {out / 'engine.log'} (show them live with --verbose)")
 
 
 def _paper_table(report: Path) -> str:
@@ -78,7 +79,7 @@ def _show_solved(console, out: Path) -> None:
     from asyncthink.display import print_episode
     from asyncthink.episode import read_jsonl
 
-    tokenizer = AutoTokenizer.from_pretrained(REPO / "models" / "tiny-organizer")
+    tokenizer = AutoTokenizer.from_pretrained(shipped_model())
 
     for path in sorted((out / "records" / "countdown").glob("asyncthink-*.jsonl")):
         for ep in read_jsonl(path):
@@ -87,7 +88,3 @@ def _show_solved(console, out: Path) -> None:
                 print_episode(ep, tokenizer, console=console)
                 return
     console.print("[yellow]no fully solved AsyncThink episode with two forks in this run[/yellow]")
-
-
-if __name__ == "__main__":
-    main()
