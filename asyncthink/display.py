@@ -1,72 +1,62 @@
-"""Show an episode in the terminal: organizer text with each worker's return where it was joined.
+"""Show an episode in the terminal (rich): the organizer's text with each fork's sub-query marked and each
+worker's return shown where it was joined, then the workers' own text and the metrics.
 
-Text is decoded from the record's token ids when a tokenizer is given, else
-taken from the record's stored text (the viewer works without the model).
+The one terminal viewer (``asyncthink solve``, ``asyncthink view``, the demo).
+Needs only the record, not the model: text comes from the record's stored row
+text, split at forks and joins by ``asyncthink.transcript``.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
 
 from rich.console import Console, Group
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from asyncthink.episode import Episode, EventKind, Row
+from asyncthink.episode import Episode, Row
+from asyncthink.metrics import episode_metrics
+from asyncthink.transcript import pieces, returned_text
 
 
-def row_segments(row: Row, tokenizer: Any = None) -> list[tuple[str, bool]]:
-    """The row's completion as (text, generated?) runs, in order."""
-    if tokenizer is None:
-        return [(row.text, True)]
-    runs, start = [], 0
-    mask = row.completion_mask
-    for k in range(1, len(mask) + 1):
-        if k == len(mask) or mask[k] != mask[start]:
-            runs.append((tokenizer.decode(row.completion_ids[start:k], skip_special_tokens=False), bool(mask[start])))
-            start = k
-    return runs
-
-
-def organizer_text(ep: Episode, row: Row, tokenizer: Any = None) -> Text:
-    """The row's text; appended worker returns are highlighted and labelled with their worker."""
-    joins = iter([e for e in row.events if e.kind == EventKind.JOIN])
+def row_text(ep: Episode, row: Row) -> Text:
     out = Text()
-    for text, generated in row_segments(row, tokenizer):
-        if generated:
-            out.append(text)
-            continue
-        join = next(joins, None)
-        label = f" ⟵ worker {join.index} ({_tokens(ep, join.child)} tokens, waited {join.wait_s:.2f}s) " if join else ""
-        out.append(text, style="bold green")
-        out.append(label, style="dim italic")
+    for p in pieces(ep, row):
+        if p.kind == "fork":
+            out.append(p.raw, style="bold yellow")
+            out.append(f" [→ worker {p.child}]", style="dim")
+        elif p.kind == "join":
+            tokens = ep.row(p.child).generated_tokens if p.child and p.child in {r.row_id for r in ep.rows} else 0
+            out.append(f"<JOIN-{p.index}>", style="bold green")
+            out.append(f" ⟵ worker {p.child} ({tokens} tokens, waited {p.wait_s:.2f}s): ", style="dim italic")
+            out.append(p.text, style="green")
+            out.append(f"</JOIN-{p.index}>", style="bold green")
+        else:
+            out.append(p.text)
     return out
 
 
-def _tokens(ep: Episode, row_id: str | None) -> int:
-    try:
-        return ep.row(row_id).generated_tokens if row_id else 0
-    except KeyError:
-        return 0
+def _worker_panel(ep: Episode, row: Row) -> Panel:
+    body = Text()
+    body.append("sub-query: ", style="bold")
+    body.append((row.subquery or "") + "\n")
+    body.append("returned: ", style="bold")
+    body.append(returned_text(row) + "\n\n", style="green")
+    body.append_text(row_text(ep, row))
+    title = f"worker {row.row_id} (#{row.fork_index}) · {row.generated_tokens} tokens · {row.finish_reason}"
+    return Panel(body, title=title, border_style="yellow")
 
 
-def workers_table(ep: Episode) -> Table:
-    table = Table(title="workers", show_lines=False)
-    for col in ("row", "fork", "sub-query", "tokens", "returned", "finish"):
-        table.add_column(col, overflow="fold")
-    for r in ep.rows:
-        if r.parent is None:
-            continue
-        table.add_row(r.row_id, str(r.fork_index), (r.subquery or "")[:200], str(r.generated_tokens),
-                      (r.returned or _return_text(r))[:200], r.finish_reason or "")
-    return table
-
-
-def _return_text(row: Row) -> str:
-    text = row.text
-    a, b = text.rfind("<RETURN>"), text.rfind("</RETURN>")
-    return text[a + len("<RETURN>") : b] if 0 <= a < b else ""
+def episode_view(ep: Episode) -> Group:
+    parts: list = [Panel(Text(ep.question), title=f"question · {ep.task} · {ep.mode} · episode {ep.episode_id}")]
+    for row in ep.rows:
+        if row.parent is None:
+            role = ep.mode.spec.top_role
+            parts.append(Panel(row_text(ep, row), title=f"{role} {row.row_id} · {row.generated_tokens} tokens"))
+    parts += [_worker_panel(ep, r) for r in ep.rows if r.parent is not None]
+    parts.append(metrics_table(ep))
+    return Group(*parts)
 
 
 def metrics_table(ep: Episode) -> Table:
@@ -84,16 +74,17 @@ def metrics_table(ep: Episode) -> Table:
     return table
 
 
-def episode_view(ep: Episode, tokenizer: Any = None) -> Group:
-    parts: list[Any] = [Panel(Text(ep.question), title=f"question ({ep.mode}, episode {ep.episode_id})")]
-    for row in ep.rows:
-        if row.parent is None:
-            parts.append(Panel(organizer_text(ep, row, tokenizer), title=f"{row.role} {row.row_id}"))
-    if any(r.parent is not None for r in ep.rows):
-        parts.append(workers_table(ep))
-    parts.append(metrics_table(ep))
-    return Group(*parts)
+def episodes_table(episodes: Sequence[Episode]) -> Table:
+    """One line per record of a file, for picking ``--index``."""
+    table = Table(title=f"{len(episodes)} episodes")
+    for col in ("index", "id", "task", "mode", "status", "score", "latency", "forks", "wall s"):
+        table.add_column(col, justify="right" if col in ("index", "score", "latency", "forks", "wall s") else "left")
+    for k, ep in enumerate(episodes):
+        m = ep.metrics or episode_metrics(ep)
+        table.add_row(str(k), ep.episode_id, str(ep.task), str(ep.mode), str(ep.status), str(ep.score),
+                      f"{m['latency']:.0f}", f"{m['forks']:.0f}", f"{ep.wall_s:.2f}")
+    return table
 
 
-def print_episode(ep: Episode, tokenizer: Any = None, console: Console | None = None) -> None:
-    (console or Console()).print(episode_view(ep, tokenizer))
+def print_episode(ep: Episode, console: Console | None = None) -> None:
+    (console or Console()).print(episode_view(ep))

@@ -19,6 +19,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from asyncthink.modes import Mode
 from asyncthink.protocol import FormatErrorCode, Role
 
 SCHEMA_VERSION = 1
@@ -36,7 +37,10 @@ class EpisodeStatus(StrEnum):
     FORMAT_ERROR = "format_error"
     BUDGET_EXCEEDED = "budget_exceeded"
     ERROR = "error"  # an engine or runtime failure, recorded instead of raised
-    CANCELLED = "cancelled"
+
+
+FORMAT_FAILURES = (EpisodeStatus.FORMAT_ERROR, EpisodeStatus.BUDGET_EXCEEDED)
+"""Statuses that are the policy's failure (rewarded ``r_format_error``); ``error`` is nobody's."""
 
 
 @dataclass
@@ -85,6 +89,7 @@ class Row:
     requests: list[RequestSpan] = field(default_factory=list)
     finish_reason: str | None = None
     returned: str | None = None
+    """A worker's takeaway (the text inside ``<RETURN>``), set once by the executor."""
     text: str = ""
     start_s: float = 0.0
     end_s: float = 0.0
@@ -110,7 +115,7 @@ class Episode:
     """Everything one episode produced, in one of the three modes."""
 
     episode_id: str
-    mode: str
+    mode: Mode
     question: str
     rows: list[Row] = field(default_factory=list)
     status: EpisodeStatus = EpisodeStatus.OK
@@ -127,8 +132,13 @@ class Episode:
     metrics: dict[str, float] = field(default_factory=dict)
     wall_s: float = 0.0
     error: str | None = None
+    error_kind: str | None = None
+    """For status ``error``: the ``EngineErrorKind`` of an engine failure, else ``"internal"``."""
     info: dict[str, Any] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        self.mode = Mode(self.mode)
 
     # -- navigation
 
@@ -148,6 +158,11 @@ class Episode:
     @property
     def error_codes(self) -> list[str]:
         return [str(e.code) for e in self.format_errors]
+
+    @property
+    def has_format_error(self) -> bool:
+        """Any recorded format error or a policy-failure status: what the reward penalises."""
+        return bool(self.format_errors) or self.status in FORMAT_FAILURES
 
     # -- serialization
 

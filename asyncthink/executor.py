@@ -33,11 +33,19 @@ from typing import Any
 
 from asyncthink.detok import IncrementalDetokenizer
 from asyncthink.engines.base import Engine
-from asyncthink.engines.types import Final, FinishReason, GenerateRequest, SamplingParams
+from asyncthink.engines.types import (
+    EngineError,
+    EngineErrorKind,
+    Final,
+    FinishReason,
+    GenerateRequest,
+    SamplingParams,
+)
 from asyncthink.episode import Episode, EpisodeStatus, EventKind, RequestSpan, Row, RowEvent, RowFormatError
 from asyncthink.metrics import episode_metrics
 from asyncthink.prompts import organizer_messages, render, sequential_messages, worker_messages
 from asyncthink.protocol import (
+    JOIN_PREFIX,
     RETURN_CLOSE,
     AnswerEvent,
     ForkEvent,
@@ -50,8 +58,9 @@ from asyncthink.protocol import (
     ReturnEvent,
     Role,
 )
-from asyncthink.runtime_config import Mode, RuntimeConfig
+from asyncthink.runtime_config import RuntimeConfig
 from asyncthink.tags import ProtocolTokens
+from asyncthink.task import Task
 
 logger = logging.getLogger(__name__)
 
@@ -131,7 +140,7 @@ class _RowState:
 class EpisodeExecutor:
     """Runs episodes of one mode on one engine; safe to share across concurrent episodes."""
 
-    def __init__(self, engine: Engine, config: RuntimeConfig, task: Any = None) -> None:
+    def __init__(self, engine: Engine, config: RuntimeConfig, task: Task | None = None) -> None:
         self.engine = engine
         self.config = config
         self.task = task
@@ -155,10 +164,10 @@ class _Episode:
         self.on_event = on_event
         self.tokenizer = ex.engine.tokenizer
         self.ep = Episode(
-            episode_id=episode_id, mode=str(self.cfg.mode), question=str(problem["question"]),
-            task=getattr(ex.task, "name", None), problem_id=str(problem.get("id")) if "id" in problem else None,
+            episode_id=episode_id, mode=self.cfg.mode, question=str(problem["question"]),
+            task=ex.task.name if ex.task else None, problem_id=str(problem["id"]) if "id" in problem else None,
             prompt_version=self.cfg.prompts.version, pool_policy=str(self.cfg.pool_policy),
-            capacity=self.cfg.parallel_traces if self.cfg.mode == Mode.PARALLEL else self.cfg.capacity,
+            capacity=self.cfg.mode.capacity(self.cfg),
             info={"seed": seed, "runtime": self.cfg.to_dict(), "problem": _problem_fields(problem)},
         )
         self.t0 = time.perf_counter()
@@ -207,7 +216,7 @@ class _Episode:
         self._stop_everything()
 
     def _stop_everything(self) -> None:
-        if self.cfg.mode == Mode.PARALLEL:
+        if self.cfg.mode.spec.traces:
             return  # traces are independent: one failing trace does not stop the others
         for t in [*self.top_tasks, *self.worker_tasks]:
             if t is not asyncio.current_task():
@@ -217,7 +226,7 @@ class _Episode:
         try:
             await self._run_row(row, parser_cfg)
         except EpisodeFailure as f:
-            self._record_trace_failure(row, f) if self.cfg.mode == Mode.PARALLEL else self._fail(f)
+            self._record_trace_failure(row, f) if self.cfg.mode.spec.traces else self._fail(f)
         except Exception as exc:  # EngineError, or a bug: recorded, never raised out of the episode
             self._fail_crash(exc)
 
@@ -230,21 +239,21 @@ class _Episode:
     def _top_rows(self) -> list[tuple[Row, ParserConfig]]:
         cfg, q = self.cfg, self.ep.question
         instruction = self.ex.task.instruction() if self.ex.task else ""
-        if cfg.mode == Mode.ASYNCTHINK:
+        if cfg.mode.spec.forks:
             messages = organizer_messages(cfg.prompts, q, instruction, cfg.capacity)
-            pc = ParserConfig(Role.ORGANIZER, True, cfg.capacity, cfg.pool_policy, cfg.allow_index_reuse,
-                              cfg.unjoined_is_error)
-            return [(self._new_row("0", Role.ORGANIZER, 0, None, None, None, messages), pc)]
-        messages = sequential_messages(cfg.prompts, q, instruction)
-        pc = ParserConfig(Role.ORGANIZER, allow_fork=False)
-        if cfg.mode == Mode.SEQUENTIAL:
-            return [(self._new_row("0", Role.ORGANIZER, 0, None, None, None, messages), pc)]
-        return [
-            (self._new_row(f"t{k}", Role.ORGANIZER, 0, None, None, None, messages), pc)
-            for k in range(cfg.parallel_traces)
-        ]
+            pc = self._parser_config(Role.ORGANIZER, allow_fork=True)
+        else:
+            messages = sequential_messages(cfg.prompts, q, instruction)
+            pc = ParserConfig(role=Role.ORGANIZER, allow_fork=False)
+        return [(self._new_row(row_id, Role.ORGANIZER, messages), pc) for row_id in cfg.mode.top_row_ids(cfg)]
 
-    def _new_row(self, row_id, role, depth, parent, index, subquery, messages) -> Row:
+    def _parser_config(self, role: Role, allow_fork: bool) -> ParserConfig:
+        cfg = self.cfg
+        return ParserConfig(role=role, allow_fork=allow_fork, capacity=cfg.capacity, pool_policy=cfg.pool_policy,
+                            allow_index_reuse=cfg.allow_index_reuse, unjoined_is_error=cfg.unjoined_is_error)
+
+    def _new_row(self, row_id: str, role: Role, messages: list[dict[str, str]], depth: int = 0,
+                 parent: str | None = None, index: int | None = None, subquery: str | None = None) -> Row:
         row = Row(row_id=row_id, role=role, depth=depth, parent=parent, fork_index=index, subquery=subquery,
                   prompt_ids=render(self.tokenizer, messages, self.cfg.prompts))
         self.ep.rows.append(row)
@@ -281,7 +290,8 @@ class _Episode:
         remaining = st.budget - row.generated_tokens
         if remaining <= 0:
             raise EpisodeFailure(FormatErrorCode.BUDGET_EXCEEDED, f"{st.budget}-token budget used up", row.row_id)
-        stop_ids, stop_strings = st.stops
+        # after a stop at "<JOIN-" (joins written as text), the next request only needs the index and ">"
+        stop_ids, stop_strings = self.ex.tags.tail_stops(st.stops) if st.parser.inside_join_tag else st.stops
         seed = None if self.seed is None else _request_seed(self.seed, row.row_id, len(row.requests))
         sampling = SamplingParams(
             max_tokens=remaining, temperature=self.cfg.temperature, top_p=self.cfg.top_p, top_k=self.cfg.top_k,
@@ -301,20 +311,31 @@ class _Episode:
                     final = delta.final or final
                     if join is not None:
                         break  # a join not caught by an engine stop: closing the stream aborts the request
+        except EngineError as exc:
+            if exc.kind == EngineErrorKind.CONTEXT_LENGTH and _policy_wrote_prompt(row):
+                # the policy's own text (a sub-query, or a join's resume) outgrew the context: its failure
+                raise EpisodeFailure(FormatErrorCode.BUDGET_EXCEEDED, f"context length: {exc}", row.row_id) from exc
+            raise
         finally:
             reason = "join" if join else (str(final.finish_reason) if final else "abort")
             cached = final.cached_tokens if final else None
             row.requests.append(RequestSpan(start, len(row.completion_ids), reason, cached, t_start, self.now()))
+        if join is None and _stopped_at_join_prefix(st, final):
+            return await self._stream_request(st)  # read the index: a short request that ends at ">"
         if join is None:
             self._end_row(st, final)
         return join
 
     def _consume(self, st: _RowState, ids: list[int], logprobs: list[float] | None) -> tuple[int, int] | None:
         row = st.row
+        if ids and (logprobs is None or len(logprobs) != len(ids)):
+            # a made-up logprob would be trained on as if the engine had sampled with it: fail the episode
+            raise EngineError(EngineErrorKind.SERVER, f"the engine returned {len(ids)} tokens with "
+                              f"{'no' if logprobs is None else len(logprobs)} logprobs (row {row.row_id})")
         for k, tok in enumerate(ids):
             row.completion_ids.append(tok)
             row.completion_mask.append(1)
-            row.logprobs.append(float(logprobs[k]) if logprobs else 0.0)
+            row.logprobs.append(float(logprobs[k]))
             piece = st.detok.push(tok)
             if self.on_event is not None and piece:
                 self.on_event(TextDelta(row.row_id, piece))
@@ -338,6 +359,7 @@ class _Episode:
             self.answers[row.row_id] = ev.text
         elif isinstance(ev, ReturnEvent):
             st.returned_ids = self._returned_ids(st, ev)
+            row.returned = ev.text
         return None
 
     def _end_row(self, st: _RowState, final: Final | None) -> None:
@@ -375,12 +397,12 @@ class _Episode:
         instruction = self.ex.task.worker_instruction() if self.ex.task else ""
         messages = worker_messages(self.cfg.prompts, ev.subquery, self.ep.question, instruction, can_fork,
                                    self.cfg.capacity)
-        row = self._new_row(row_id, Role.WORKER, depth, parent.row_id, ev.index, ev.subquery, messages)
+        row = self._new_row(row_id, Role.WORKER, messages, depth=depth, parent=parent.row_id, index=ev.index,
+                            subquery=ev.subquery)
         parent.events.append(RowEvent(EventKind.FORK, ev.index, len(parent.completion_ids), row_id, self.now()))
         if self.on_event is not None:
             self.on_event(WorkerForked(parent.row_id, row_id, ev.index, ev.subquery))
-        pc = ParserConfig(Role.WORKER, self.cfg.max_depth > 0, self.cfg.capacity, self.cfg.pool_policy,
-                          self.cfg.allow_index_reuse, self.cfg.unjoined_is_error)
+        pc = self._parser_config(Role.WORKER, allow_fork=self.cfg.max_depth > 0)
         task = asyncio.create_task(self._run_worker(row, pc, st.pool), name=f"row-{row_id}")
         self.worker_tasks.add(task)
         st.workers[ev.index] = _Worker(row, task)
@@ -433,16 +455,27 @@ class _Episode:
         ep.wall_s = self.now()
         if self.crash is not None:
             ep.status, ep.error = EpisodeStatus.ERROR, f"{type(self.crash).__name__}: {self.crash}"
+            ep.error_kind = str(self.crash.kind) if isinstance(self.crash, EngineError) else "internal"
         elif self.failure is not None:
             ep.format_errors.append(self.failure)
             budget = self.failure.code == FormatErrorCode.BUDGET_EXCEEDED
             ep.status = EpisodeStatus.BUDGET_EXCEEDED if budget else EpisodeStatus.FORMAT_ERROR
-        if self.cfg.mode == Mode.PARALLEL:
+        if self.cfg.mode.spec.traces:
             self._vote()
         elif ep.status == EpisodeStatus.OK:
             ep.answer = self.answers.get("0")
+            self._require_answer()
         await self._score()
         ep.metrics = episode_metrics(ep, self.cfg.prefill_cost)
+
+    def _require_answer(self) -> None:
+        """DESIGN's ``no_answer``: an empty ``<ANSWER></ANSWER>``, or one the task extracts nothing from."""
+        ep, task = self.ep, self.ex.task
+        text = (ep.answer or "").strip()
+        if text and (task is None or task.extract_answer(ep.answer) is not None):
+            return
+        ep.format_errors.append(RowFormatError(FormatErrorCode.NO_ANSWER, "empty or unextractable <ANSWER>", "0"))
+        ep.status = EpisodeStatus.FORMAT_ERROR
 
     def _vote(self) -> None:
         """Majority vote over the traces' normalised answers; ties go to the earliest trace."""
@@ -474,6 +507,11 @@ class _Episode:
             ep.score, ep.info["score_error"] = 0.0, repr(exc)
 
 
+def _policy_wrote_prompt(row: Row) -> bool:
+    """A worker's prompt holds the organizer's sub-query; a resumed row holds its own completion."""
+    return row.role == Role.WORKER or bool(row.completion_ids)
+
+
 def _problem_fields(problem: dict[str, Any]) -> dict[str, Any]:
     """What the record keeps of the problem so it can be scored again (long texts left out)."""
     return {k: v for k, v in problem.items() if k not in ("question", "solution") and _plain(v)}
@@ -482,6 +520,12 @@ def _problem_fields(problem: dict[str, Any]) -> dict[str, Any]:
 def _plain(v: Any) -> bool:
     return isinstance(v, str | int | float | bool | type(None)) or (
         isinstance(v, list | tuple) and all(isinstance(x, str | int | float) for x in v))
+
+
+def _stopped_at_join_prefix(st: _RowState, final: Final | None) -> bool:
+    """The request ended on the ``<JOIN-`` stop string and the text is still inside that tag."""
+    return final is not None and final.finish_reason == FinishReason.STOP and final.stop == JOIN_PREFIX \
+        and st.parser.inside_join_tag
 
 
 def _request_seed(seed: int, row_id: str, request: int) -> int:

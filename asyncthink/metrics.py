@@ -106,7 +106,7 @@ class _Sim:
 
 def simulate(ep: Episode, prefill_cost: float = 0.0) -> Timeline:
     """Simulated schedule of an AsyncThink or sequential episode (its first row is the organizer)."""
-    if ep.mode == "parallel":
+    if ep.mode.spec.traces:
         return _simulate_parallel(ep)
     sim = _Sim(
         rows={r.row_id: r for r in ep.rows},
@@ -157,7 +157,7 @@ def episode_metrics(ep: Episode, prefill_cost: float = 0.0) -> dict[str, float]:
         "eta": eta,
         "eta_over_capacity": eta / max(1, ep.capacity),
         "total_tokens": float(sum(r.generated_tokens for r in ep.rows)),
-        "organizer_tokens": float(ep.rows[0].generated_tokens if ep.rows and ep.mode != "parallel" else 0),
+        "organizer_tokens": float(ep.rows[0].generated_tokens if ep.rows and not ep.mode.spec.traces else 0),
         "worker_tokens": float(sum(r.generated_tokens for r in workers)),
         "forks": float(forks),
         "joins": float(joins),

@@ -52,6 +52,10 @@ class PoolPolicy(StrEnum):
 ANSWER_OPEN, ANSWER_CLOSE = "<ANSWER>", "</ANSWER>"
 RETURN_OPEN, RETURN_CLOSE = "<RETURN>", "</RETURN>"
 MAX_INDEX_DIGITS = 6
+JOIN_PREFIX = "<JOIN-"
+"""What every ``<JOIN-i>`` starts with: one stop string for all joins written as text (servers cap stop strings)."""
+TAG_END = ">"
+"""Ends the index of a join whose request stopped at ``JOIN_PREFIX``."""
 
 
 def fork_open(index: int) -> str:
@@ -131,7 +135,7 @@ class FormatError:
 Event = ForkEvent | JoinEvent | AnswerEvent | ReturnEvent | FormatError
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ParserConfig:
     """What the parser checks for one row."""
 
@@ -235,9 +239,9 @@ class ProtocolParser:
         return list(self._s.returns)
 
     @property
-    def active_forks(self) -> set[int]:
-        """Indices forked and not yet joined."""
-        return set(self._s.active)
+    def inside_join_tag(self) -> bool:
+        """True while the text ends inside an unfinished ``<JOIN-`` tag (a request stopped at ``JOIN_PREFIX``)."""
+        return self._s.mode == _Mode.TEXT and self._buf.startswith(JOIN_PREFIX)
 
     @property
     def awaiting_append(self) -> bool:

@@ -7,17 +7,13 @@ The evaluator runs sequential, parallel and AsyncThink with one
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from enum import StrEnum
 from typing import Any
 
+from asyncthink.modes import Mode
 from asyncthink.prompts import PromptConfig
 from asyncthink.protocol import PoolPolicy
 
-
-class Mode(StrEnum):
-    SEQUENTIAL = "sequential"  # one trace, no forks
-    PARALLEL = "parallel"  # N independent traces, majority vote
-    ASYNCTHINK = "asyncthink"  # organizer with forked workers
+__all__ = ["Mode", "RuntimeConfig"]
 
 
 @dataclass
@@ -65,7 +61,7 @@ class RuntimeConfig:
         if isinstance(self.prompts, dict):
             self.prompts = PromptConfig(**self.prompts)
         checks = [
-            (self.capacity >= 2 or self.mode != Mode.ASYNCTHINK, f"capacity must be >= 2 for asyncthink, got {self.capacity}"),
+            (self.capacity >= 2 or not self.mode.spec.forks, f"capacity must be >= 2 for {self.mode}, got {self.capacity}"),
             (self.max_organizer_tokens >= 1, f"max_organizer_tokens must be >= 1, got {self.max_organizer_tokens}"),
             (self.max_worker_tokens >= 1, f"max_worker_tokens must be >= 1, got {self.max_worker_tokens}"),
             (self.max_forks >= 0, f"max_forks must be >= 0, got {self.max_forks}"),

@@ -8,7 +8,6 @@ from pathlib import Path
 import typer
 
 
-
 def solve(
     question: str = typer.Argument(..., help="The question (or problem statement) to solve."),
     model: str = typer.Option(None, help="Model folder or name (for --engine openai: the served name, optional)."),
@@ -54,7 +53,7 @@ async def _solve(engine_cfg, runtime, question: str, seed: int, task_name: str |
     engine = await build_engine(engine_cfg)
     try:
         ep = await EpisodeExecutor(engine, runtime, task).run({"question": question, "id": "cli"}, seed=seed)
-        print_episode(ep, engine.tokenizer)
+        print_episode(ep)
         if trace_out:
             trace_out.parent.mkdir(parents=True, exist_ok=True)
             write_jsonl(trace_out, [ep])

@@ -2,7 +2,10 @@
 
 When the tokenizer holds a tag as one token (our tiny models, or a model whose
 tokenizer was extended for SFT), engines stop on its id; otherwise they stop
-on the tag string. The text appended after a join is ``{returned}</JOIN-i>``:
+on the tag string. Joins written as text share one stop string, the prefix
+``<JOIN-``, whatever the number of indices (a stock vLLM server accepts at
+most 4 stop strings): the runtime then asks for the index and the closing
+``>`` in a short follow-up request (``tail_stops``). The text appended after a join is ``{returned}</JOIN-i>``:
 the worker's takeaway as the worker's own token ids, then the close tag
 encoded once. SFT data builds its contexts through ``appended_ids`` too, so
 training and inference agree token for token.
@@ -13,7 +16,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from asyncthink.protocol import ANSWER_CLOSE, RETURN_CLOSE, join_close, join_open
+from asyncthink.protocol import ANSWER_CLOSE, JOIN_PREFIX, RETURN_CLOSE, TAG_END, join_close, join_open
 
 
 class ProtocolTokens:
@@ -33,15 +36,26 @@ class ProtocolTokens:
         return ids[0] if len(ids) == 1 else None
 
     def stops(self, final_tag: str, can_fork: bool) -> tuple[tuple[int, ...], tuple[str, ...]]:
-        """(stop token ids, stop strings) for a row ending in ``final_tag`` that may or may not join."""
-        tags = [final_tag] + ([join_open(i) for i in range(1, self.max_index + 1)] if can_fork else [])
-        ids, strings = [], []
-        for tag in tags:
-            tid = self.single_token(tag)
-            ids.append(tid) if tid is not None else strings.append(tag)
+        """(stop token ids, stop strings) for a row ending in ``final_tag`` that may or may not join.
+
+        At most two stop strings: ``final_tag`` when it is text, and ``JOIN_PREFIX`` when any join tag is.
+        """
+        final_id = self.single_token(final_tag)
+        ids = [final_id] if final_id is not None else []
+        strings = [] if final_id is not None else [final_tag]
+        if can_fork:
+            join_ids = [self.single_token(join_open(i)) for i in range(1, self.max_index + 1)]
+            ids += [t for t in join_ids if t is not None]
+            if None in join_ids:
+                strings.append(JOIN_PREFIX)
         if self.eos_id is not None:
             ids.append(self.eos_id)
         return tuple(ids), tuple(strings)
+
+    @staticmethod
+    def tail_stops(stops: tuple[tuple[int, ...], tuple[str, ...]]) -> tuple[tuple[int, ...], tuple[str, ...]]:
+        """Stops of the request that follows a stop at ``JOIN_PREFIX``: it ends at the ``>`` after the index."""
+        return stops[0], (TAG_END,)
 
     def organizer_stops(self, can_fork: bool = True) -> tuple[tuple[int, ...], tuple[str, ...]]:
         return self.stops(ANSWER_CLOSE, can_fork)

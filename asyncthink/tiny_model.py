@@ -10,7 +10,6 @@ these models; ``asyncthink tiny-model`` is the command.
 
 from __future__ import annotations
 
-import hashlib
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,13 +129,3 @@ def build_tiny_model(
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out
-
-
-def folder_digest(path: str | Path) -> str:
-    """A hash over the folder's files, to check determinism."""
-    h = hashlib.sha256()
-    for f in sorted(Path(path).rglob("*")):
-        if f.is_file():
-            h.update(f.name.encode())
-            h.update(f.read_bytes())
-    return h.hexdigest()

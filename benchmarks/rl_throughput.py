@@ -62,7 +62,7 @@ def trl_reference(model: str, steps: int) -> dict[str, float]:
 
     cfg = rl_config(model, tempfile.mkdtemp(prefix="bench-trl-"), steps)
     task = make_task(cfg.task, **cfg.task_options)
-    problems = list(task.dataset(cfg.split, n=cfg.dataset_size, seed=cfg.seed))
+    problems = task.dataset(cfg.split, n=cfg.dataset_size, seed=cfg.seed)
     by_question = {p["question"]: p for p in problems}
     counted = {"tokens": 0}
 

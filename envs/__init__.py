@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from asyncthink.envs.base import Problem, Task
+from asyncthink.task import Problem, Task
 
 _FACTORIES: dict[str, Callable[..., Task]] = {}
 

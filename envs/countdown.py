@@ -35,7 +35,7 @@ whatever the seeds.
 
 **Answer form.** Expressions separated by newlines or ``;``, each optionally
 followed by ``= target`` and optionally numbered (``1.``, ``2)``, ``-``). Only
-the first ``max_expressions`` entries (default ``required``) are checked: an
+the first ``max_expressions`` entries (default: the problem row's ``required``) are checked: an
 answer cannot win by listing guesses. Score ``min(distinct correct,
 required) / required``.
 """
@@ -51,7 +51,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from asyncthink.envs import arith
-from asyncthink.envs.base import Problem, Task
+from asyncthink.task import Problem, Task
 
 Canon = tuple  # ("n", int) | ("S", ((sign, Canon), ...)) | ("P", ((sign, Canon), ...))
 
@@ -322,9 +322,7 @@ class CountdownTask(Task):
     def __init__(self, cfg: CountdownConfig):
         self.cfg = cfg
 
-    def dataset(self, split: str = "test", n: int | None = None, seed: int = 0):
-        import datasets
-
+    def dataset(self, split: str = "test", n: int | None = None, seed: int = 0) -> list[Problem]:
         if split not in ("train", "test"):
             raise ValueError(f"countdown has splits 'train' and 'test', got {split!r}")
         rng = random.Random(f"countdown-{split}-{seed}")
@@ -342,7 +340,7 @@ class CountdownTask(Task):
             q = question(p["numbers"], p["target"], p["required"])
             rows.append({"id": f"countdown-{split}-{seed}-{len(rows)}", "question": q, "gold": p["gold"],
                          "numbers": p["numbers"], "target": p["target"], "required": p["required"]})
-        return datasets.Dataset.from_list(rows)
+        return rows
 
     def instruction(self) -> str:
         r = self.cfg.required
@@ -376,7 +374,9 @@ class CountdownTask(Task):
             numbers, target = [int(x) for x in problem["numbers"]], int(problem["target"])
         except Exception:  # a malformed problem row must not crash a batch
             return 0, self.cfg.required
-        return distinct_correct(answer, numbers, target, self.cfg.checked), required
+        # the row's own count decides how many entries are read (a row may ask for more than the task default)
+        checked = self.cfg.max_expressions or required
+        return distinct_correct(answer, numbers, target, checked), required
 
     def score(self, answer: str | None, problem: Problem) -> float:
         k, required = self._count(answer, problem)

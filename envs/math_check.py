@@ -69,8 +69,9 @@ class MathChecker:
         return result if isinstance(result, bool) else None
 
     def normalize(self, answer: str) -> str | None:
-        """A canonical string of ``answer`` (a number as ``p/q`` or an integer, else sympy's
-        printout); None if it does not parse, timed out or failed."""
+        """A canonical string of ``answer``, equal for values math-verify would call equal: after sympy's
+        simplification, a rational as ``p/q`` or an integer, another constant as ``~`` and its value to
+        12 digits, else sympy's printout; None if it does not parse, timed out or failed."""
         result = self.call("normalize", answer)
         return result if isinstance(result, str) else None
 
@@ -171,12 +172,6 @@ def get_checker(timeout_s: float = 5.0) -> MathChecker:
         return _SHARED[timeout_s]
 
 
-def close_all() -> None:
-    """Kill every checker's child (they restart on their next call)."""
-    for checker in list(_CHECKERS):
-        checker.close()
-
-
 def _after_fork() -> None:
     for checker in list(_CHECKERS):
         checker._forget_after_fork()
@@ -244,11 +239,21 @@ def _handlers() -> dict[str, Any]:
         found = parsed(answer)
         if not found:
             return None
-        expr = found[0]
+        return expression_key(found[0])
+
+    def expression_key(expr) -> str | None:
+        # math-verify keeps its parse unevaluated (2^{10}, 10\%, \sqrt{18}); equal values must share a key
+        if isinstance(expr, sympy.Basic):
+            expr = sympy.simplify(expr)
         if isinstance(expr, sympy.Rational):
             return number_key(Fraction(int(expr.p), int(expr.q)))
         if isinstance(expr, sympy.Float):
             return number_key(Fraction(float(expr)).limit_denominator(10**6))
+        if isinstance(expr, sympy.Expr) and expr.is_number:
+            value = complex(sympy.N(expr, 30))  # an irrational constant: its value to 12 digits is the class
+            return f"~{value.real:.12g}" if value.imag == 0 else f"~{value.real:.12g}{value.imag:+.12g}j"
+        if isinstance(expr, sympy.Expr):
+            expr = sympy.expand(expr)  # x^2+2x+1 and (x+1)^2 are one class
         key = str(expr)
         return key if len(key) <= MAX_KEY_CHARS else None
 

@@ -33,13 +33,14 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from asyncthink.envs.base import Problem, Task
+from asyncthink.task import Problem, Task
 from asyncthink.envs.math_check import MathChecker, get_checker, number_key
 
 log = logging.getLogger(__name__)
 
 MAX_ANSWER_CHARS = 2_000  # a longer final answer is not an answer: score 0 without parsing
 MAX_SCAN_CHARS = 50_000  # \boxed{...} is searched in this tail of the answer text
+MAX_BRACE_DEPTH = 12  # deeper nesting is not a final answer; math-verify's parser misreads it (false positives)
 DEFAULT_DATA_DIR = Path(__file__).resolve().parent / "data" / "math"
 
 
@@ -140,6 +141,18 @@ def last_boxed(text: str) -> str | None:
     return found
 
 
+def brace_depth(text: str) -> int:
+    """The deepest nesting of unescaped ``{`` in ``text``."""
+    depth = deepest = 0
+    for m in _BRACES.finditer(text):
+        tok = m.group()
+        if tok in ("\\{", "\\}"):
+            continue
+        depth = max(0, depth - 1) if tok == "}" else depth + 1
+        deepest = max(deepest, depth)
+    return deepest
+
+
 def extract(answer_text: str | None) -> str | None:
     if answer_text is None:
         return None
@@ -147,7 +160,21 @@ def extract(answer_text: str | None) -> str | None:
     text = (answer_text if boxed is None else boxed).strip()
     if text.startswith("$") and text.endswith("$"):
         text = text.strip("$").strip()
-    return text or None
+    return strip_full_stop(text) or None
+
+
+def strip_full_stop(text: str) -> str:
+    """A sentence's full stop is not part of the answer ("42." is 42); ``\\.`` and ``...`` are kept."""
+    text = text.strip()
+    if text.endswith(".") and not text.endswith(("\\.", "..")):
+        return text[:-1].rstrip()
+    return text
+
+
+def acceptable(answer: str | None) -> bool:
+    """Worth checking at all: non-empty, not too long, not nested deeper than ``MAX_BRACE_DEPTH``."""
+    return bool(answer and answer.strip()) and len(answer) <= MAX_ANSWER_CHARS and (
+        brace_depth(answer) <= MAX_BRACE_DEPTH)
 
 
 # -- the task
@@ -181,18 +208,16 @@ class MathTask(Task):
         self.cfg = cfg
         self.checker = checker or get_checker(cfg.timeout_s)
 
-    def dataset(self, split: str = "test", n: int | None = None, seed: int = 0):
+    def dataset(self, split: str = "test", n: int | None = None, seed: int = 0) -> list[Problem]:
         """``split`` is "test" (``cfg.dataset``, file order), "train" (``cfg.train_dataset``,
         shuffled by ``seed``) or a source name (file order); ``n`` keeps the first n."""
-        import datasets
-
         if split not in ("train", "test") and split not in SOURCES:
             raise ValueError(f"math splits are 'train', 'test' or one of {sorted(SOURCES)}, got {split!r}")
         name = {"train": self.cfg.train_dataset, "test": self.cfg.dataset}.get(split, split)
         rows = load_rows(name, self.cfg.data_dir)
         if split == "train":
             random.Random(f"math-{name}-{seed}").shuffle(rows)
-        return datasets.Dataset.from_list(rows if n is None else rows[:n])
+        return rows if n is None else rows[:n]
 
     def instruction(self) -> str:
         return (
@@ -210,7 +235,8 @@ class MathTask(Task):
 
     def score(self, answer: str | None, problem: Problem) -> float:
         try:
-            if not answer or len(answer) > MAX_ANSWER_CHARS:
+            answer = strip_full_stop(answer or "")
+            if not acceptable(answer):
                 return 0.0
             gold = str(problem["gold"])
             a, g = plain_number(answer), plain_number(gold)
@@ -222,7 +248,8 @@ class MathTask(Task):
             return 0.0
 
     def normalize(self, answer: str | None) -> str | None:
-        if not answer or not answer.strip() or len(answer) > MAX_ANSWER_CHARS:
+        answer = strip_full_stop(answer or "")
+        if not acceptable(answer):
             return None
         number = plain_number(answer)
         if number is not None:

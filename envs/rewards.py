@@ -9,8 +9,19 @@ An episode has a format error when it records one (``ep.format_errors``) or
 ended with status ``format_error`` or ``budget_exceeded``.
 ``R_concurrency = min(eta / capacity, tau) / tau``, with ``eta / capacity``
 from ``ep.metrics["eta_over_capacity"]`` when the runtime stored it, else
-computed by ``asyncthink.metrics.episode_metrics``. It lies in [0, 1] and is
-capped at ``tau``: concurrency beyond that earns nothing more.
+computed by ``asyncthink.metrics.episode_metrics`` with the ``prefill_cost``
+the episode's runtime recorded: there is one prefill-cost setting, the
+runtime's (``RuntimeConfig.prefill_cost``). It lies in [0, 1] and is capped
+at ``tau``: concurrency beyond that earns nothing more. Since ``eta >= 1``,
+``eta / capacity >= 1 / capacity``: a ``tau`` at or below ``1 / capacity``
+pays every episode the constant 1, so the RL config rejects it.
+
+Who is to blame. A format error or a budget breach (``format_error``,
+``budget_exceeded``; a context overflow caused by the policy's own text is a
+budget breach) is the policy's failure and is rewarded ``r_format_error``. An
+infrastructure failure (status ``error``: an engine or runtime fault) is
+nobody's signal: ``trainable`` is False for it and the trainer leaves it out
+of the update (see ``training/rl.py``).
 
 Gating (an option; later work found it helps): ``gate="positive"`` pays the
 concurrency term only when ``R_accuracy > 0``, ``gate="correct"`` only when
@@ -36,7 +47,6 @@ from asyncthink.metrics import episode_metrics
 log = logging.getLogger(__name__)
 
 GATES = ("none", "positive", "correct")
-FORMAT_ERROR_STATUSES = (EpisodeStatus.FORMAT_ERROR, EpisodeStatus.BUDGET_EXCEEDED)
 
 
 @dataclass(frozen=True)
@@ -53,21 +63,24 @@ class RewardConfig:
     """Cap on ``eta / capacity``, in (0, 1]: ``R_concurrency = min(eta / capacity, tau) / tau``."""
     gate: str = "none"
     """When the concurrency term is paid: "none" (always), "positive" (score > 0), "correct" (score >= 1)."""
-    prefill_cost: float = 0.0
-    """Steps per appended token when ``eta`` must be computed (the episode has no stored metrics)."""
-
     def __post_init__(self):
         if not 0 < self.tau <= 1:
             raise ValueError(f"tau must be in (0, 1], got {self.tau!r}")
         if self.gate not in GATES:
             raise ValueError(f"gate must be one of {GATES}, got {self.gate!r}")
-        for name in ("r_format_error", "accuracy_weight", "concurrency_weight", "prefill_cost"):
+        for name in ("r_format_error", "accuracy_weight", "concurrency_weight"):
             value = getattr(self, name)
             if not isinstance(value, int | float) or not math.isfinite(value):
                 raise ValueError(f"{name} must be a finite number, got {value!r}")
-        if self.concurrency_weight < 0 or self.prefill_cost < 0:
-            raise ValueError(f"concurrency_weight and prefill_cost must be >= 0, got "
-                             f"{self.concurrency_weight!r}, {self.prefill_cost!r}")
+        if self.concurrency_weight < 0:
+            raise ValueError(f"concurrency_weight must be >= 0, got {self.concurrency_weight!r}")
+
+    def check_capacity(self, capacity: int) -> None:
+        """Reject a ``tau`` the concurrency term cannot vary under: ``eta / capacity >= 1 / capacity``."""
+        if self.concurrency_weight > 0 and self.tau <= 1 / capacity:
+            raise ValueError(f"rewards.tau={self.tau!r} is <= 1/capacity={1 / capacity:.4g} (capacity {capacity}): "
+                             f"eta >= 1, so R_concurrency would be the constant 1; choose tau above 1/capacity "
+                             f"(above the SFT model's measured eta/capacity) or set concurrency_weight=0")
 
 
 @dataclass(frozen=True)
@@ -102,23 +115,21 @@ def safe(fn: Callable[..., float], default: float = 0.0) -> Callable[..., float]
     return wrapper
 
 
-def has_format_error(ep: Episode) -> bool:
-    return bool(ep.format_errors) or ep.status in FORMAT_ERROR_STATUSES
-
-
 def accuracy(ep: Episode) -> float:
     """``ep.score`` clipped to [0, 1]; 0 when missing."""
     return min(1.0, max(0.0, float(ep.score or 0.0)))
 
 
-def format_penalty(ep: Episode, r_format_error: float = -1.0) -> float:
-    """``r_format_error`` if the episode has any format error, else 0."""
-    return r_format_error if has_format_error(ep) else 0.0
+def trainable(ep: Episode) -> bool:
+    """False for an infrastructure failure (status ``error``): no signal about the policy."""
+    return ep.status != EpisodeStatus.ERROR
 
 
-def eta_over_capacity(ep: Episode, prefill_cost: float = 0.0) -> float:
+def eta_over_capacity(ep: Episode) -> float:
+    """The stored figure, else recomputed with the prefill cost the episode's runtime used."""
     if "eta_over_capacity" in ep.metrics:
         return float(ep.metrics["eta_over_capacity"])
+    prefill_cost = float((ep.info.get("runtime") or {}).get("prefill_cost", 0.0))
     return episode_metrics(ep, prefill_cost)["eta_over_capacity"]
 
 
@@ -129,22 +140,22 @@ def concurrency_reward(eta_over_capacity: float, score: float, tau: float = 0.5,
     return min(max(eta_over_capacity, 0.0), tau) / tau
 
 
-def concurrency(ep: Episode, tau: float = 0.5, gate: str = "none", prefill_cost: float = 0.0) -> float:
+def concurrency(ep: Episode, tau: float = 0.5, gate: str = "none") -> float:
     """``R_concurrency`` of an episode (gated on its own score)."""
-    return concurrency_reward(eta_over_capacity(ep, prefill_cost), accuracy(ep), tau, gate)
+    return concurrency_reward(eta_over_capacity(ep), accuracy(ep), tau, gate)
 
 
 _safe_accuracy = safe(accuracy)
 _safe_eta = safe(eta_over_capacity)
 _safe_concurrency = safe(concurrency_reward)
-_safe_format_error = safe(has_format_error, default=1.0)  # unknown: treat as broken
+_safe_format_error = safe(lambda ep: ep.has_format_error, default=1.0)  # unknown: treat as broken
 
 
 def episode_reward(ep: Episode, cfg: RewardConfig = RewardConfig()) -> RewardBreakdown:
     """The reward of one episode; never raises."""
     broken = bool(_safe_format_error(ep))
     acc = _safe_accuracy(ep)
-    eta = _safe_eta(ep, cfg.prefill_cost)
+    eta = _safe_eta(ep)
     conc = _safe_concurrency(eta, acc, cfg.tau, cfg.gate)
     total = cfg.r_format_error if broken else cfg.accuracy_weight * acc + cfg.concurrency_weight * conc
     return RewardBreakdown(total=total, accuracy=acc, concurrency=conc, format=cfg.r_format_error if broken else 0.0,

@@ -25,7 +25,7 @@ import random
 import re
 from dataclasses import dataclass
 
-from asyncthink.envs.base import Problem, Task
+from asyncthink.task import Problem, Task
 
 BOX = {4: (2, 2), 9: (3, 3)}  # box height, width
 DEFAULT_CLUES = {4: 6, 9: 30}
@@ -229,9 +229,7 @@ class SudokuTask(Task):
     def __init__(self, cfg: SudokuConfig):
         self.cfg = cfg
 
-    def dataset(self, split: str = "test", n: int | None = None, seed: int = 0):
-        import datasets
-
+    def dataset(self, split: str = "test", n: int | None = None, seed: int = 0) -> list[Problem]:
         if split not in ("train", "test"):
             raise ValueError(f"sudoku has splits 'train' and 'test', got {split!r}")
         size, clues = self.cfg.size, self.cfg.n_clues
@@ -249,7 +247,7 @@ class SudokuTask(Task):
                          "gold": solution, "puzzle": puzzle, "size": size, "clues": clues})
         if len(rows) < want:
             raise ValueError(f"only {len(rows)} distinct {split} puzzles found, {want} asked; {self.cfg}")
-        return datasets.Dataset.from_list(rows)
+        return rows
 
     def instruction(self) -> str:
         size = self.cfg.size

@@ -5,8 +5,9 @@ Python, ``await run_eval(load_eval_config(path), out_dir, engine=...)``.
 Modules: ``config`` (EvalConfig), ``harness`` (running and resuming),
 ``store`` (the records directory), ``stats`` (figures and bootstrap CIs),
 ``outputs`` (summary, report and plots from the records), ``report``
-(markdown), ``plots`` and ``timeline`` (PNGs), ``transcript``, ``term_view``
-and ``html_view`` (the episode viewer), ``cli`` (the commands).
+(markdown), ``plots`` and ``timeline`` (PNGs), ``html_view`` (an episode as a
+page; the terminal viewer is ``asyncthink.display``), ``demo`` (the main job),
+``cli`` (the commands).
 """
 
 from asyncthink.eval.config import EvalConfig, TaskSpec, load_eval_config

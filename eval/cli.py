@@ -42,7 +42,7 @@ def view_command(
     from rich.console import Console
 
     from asyncthink.episode import read_jsonl
-    from asyncthink.eval.term_view import episodes_table, print_episode
+    from asyncthink.display import episodes_table, print_episode
 
     try:
         episodes = list(read_jsonl(file))

@@ -85,6 +85,6 @@ def _show_solved(console, out: Path) -> None:
         for ep in read_jsonl(path):
             if ep.score == 1.0 and ep.metrics.get("forks", 0) >= 2:
                 console.rule("[bold]one solved AsyncThink episode (worker returns in green, where they joined)")
-                print_episode(ep, tokenizer, console=console)
+                print_episode(ep, console=console)
                 return
     console.print("[yellow]no fully solved AsyncThink episode with two forks in this run[/yellow]")

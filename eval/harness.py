@@ -59,7 +59,7 @@ def plan(cfg: EvalConfig) -> list[Run]:
     runs = []
     for spec in cfg.tasks:
         task = make_task(spec.name, **spec.options)
-        problems = list(task.dataset(spec.split, cfg.task_n(spec), spec.seed))
+        problems = task.dataset(spec.split, cfg.task_n(spec), spec.seed)
         items = make_items(problems, cfg.task_samples(spec), cfg.seed)
         for budget in cfg.task_budgets(spec):
             for mode in cfg.modes:

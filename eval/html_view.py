@@ -15,7 +15,7 @@ from html import escape
 from pathlib import Path
 
 from asyncthink.episode import Episode, Row
-from asyncthink.eval.transcript import Piece, pieces, returned_text
+from asyncthink.transcript import Piece, pieces, returned_text
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2rem auto;max-width:1100px;color:#222;padding:0 1rem}
@@ -115,7 +115,7 @@ def episode_html(ep: Episode, title: str | None = None, timeline: bool = True) -
     workers = [r for r in ep.rows if r.parent is not None]
     body = [f"<h1>{escape(title)}</h1>", _badges(ep), "<h2>Question</h2>", f"<pre>{escape(ep.question)}</pre>"]
     for row in tops:
-        role = "trace" if ep.mode == "parallel" else "organizer"
+        role = ep.mode.spec.top_role
         body += [f'<h2 id="row-{escape(row.row_id)}">{role} {escape(row.row_id)} · {row.generated_tokens} tokens</h2>',
                  row_html(ep, row)]
     if workers:

@@ -13,8 +13,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-from asyncthink.config_io import to_dict
-from asyncthink.episode import Episode, EpisodeStatus
 from asyncthink.eval.config import EvalConfig, budget_label, public_config
 from asyncthink.eval.html_view import write_episode_html
 from asyncthink.eval.plots import accuracy_vs_latency, latency_distributions
@@ -22,6 +20,10 @@ from asyncthink.eval.report import method_label, render_report
 from asyncthink.eval.stats import is_correct, metrics_of, summarize
 from asyncthink.eval.store import RecordStore, RunKey
 from asyncthink.eval.timeline import save_timeline
+
+from asyncthink.config_io import to_dict
+from asyncthink.episode import Episode, EpisodeStatus
+from asyncthink.modes import Mode
 
 
 def result_rows(cfg: EvalConfig, runs: list, done: dict[RunKey, dict[str, Episode]],
@@ -42,7 +44,7 @@ def showcase(records: dict[RunKey, list[Episode]], task: str) -> tuple[RunKey, E
     keys = [k for k, eps in records.items() if k.task == task and eps]
     if not keys:
         return None
-    key = max([k for k in keys if k.mode == "asyncthink"] or keys, key=lambda k: k.budget)
+    key = max([k for k in keys if Mode(k.mode).spec.forks] or keys, key=lambda k: k.budget)
 
     def rank(ep: Episode) -> tuple:
         forks = metrics_of(ep)["forks"] if ep.status != EpisodeStatus.ERROR else -1

@@ -14,15 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from asyncthink.eval.stats import metrics_of
+from asyncthink.eval.store import RunKey
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from asyncthink.episode import Episode, EpisodeStatus
-from asyncthink.eval.stats import metrics_of
-from asyncthink.eval.store import RunKey
-
-MODE_COLORS = {"sequential": "#7f7f7f", "parallel": "#1f77b4", "asyncthink": "#d62728"}
-MODE_NAMES = {"sequential": "sequential", "parallel": "parallel", "asyncthink": "AsyncThink"}
+from asyncthink.modes import Mode
 
 
 def _panels(n: int, width: float = 5.0, height: float = 4.0) -> tuple[Figure, list[Any]]:
@@ -76,14 +74,14 @@ def _accuracy_range(rows: list[dict[str, Any]]) -> tuple[float, float]:
 def _mode_curve(ax: Any, mode: str, rows: list[dict[str, Any]], slot: int = 0) -> None:
     if not rows:
         return
-    color = MODE_COLORS.get(mode, "black")
+    color = Mode(mode).spec.color
     xs = [r["latency_mean"] for r in rows]
     ys = [100 * r["accuracy"] for r in rows]
     ax.plot(xs, ys, "-", color=color, alpha=0.5)
     labels: dict[tuple[float, float], list[str]] = {}
     for r, x, y in zip(rows, xs, ys, strict=True):
         ax.errorbar([x], [y], xerr=_err(r["latency_mean"], r["latency_ci"]), yerr=_err(r["accuracy"], r["accuracy_ci"], 100),
-                    fmt="o", color=color, capsize=3, label=MODE_NAMES.get(mode, mode) if r is rows[0] else None)
+                    fmt="o", color=color, capsize=3, label=Mode(mode).spec.label if r is rows[0] else None)
         labels.setdefault((round(x, 1), round(y, 1)), []).append(r["budget_label"])
     for (x, y), names in labels.items():  # budgets that land on one point (a budget never reached) share a label
         # one label height per mode, so labels of nearby points of different modes do not overprint
@@ -104,7 +102,7 @@ def latency_distributions(records: dict[RunKey, list[Episode]], labels: dict[Run
                    medianprops={"color": "black"})
         for pos, key, values in zip(positions, keys, data, strict=True):
             jitter = rng.uniform(-0.18, 0.18, len(values))
-            ax.scatter(pos + jitter, values, s=10, alpha=0.6, color=MODE_COLORS.get(key.mode, "black"))
+            ax.scatter(pos + jitter, values, s=10, alpha=0.6, color=Mode(key.mode).spec.color)
         ax.set_xticks(positions, [labels[k] for k in keys], rotation=30, ha="right", fontsize=8)
         ax.set_title(task)
         ax.set_ylabel("critical-path latency (tokens)")

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from asyncthink.eval.plots import MODE_NAMES
+from asyncthink.modes import Mode
 
 
 def method_label(mode: str, budget_label: str) -> str:
-    return f"{MODE_NAMES.get(mode, mode)} {budget_label}"
+    return f"{Mode(mode).spec.label} {budget_label}"
 
 
 def _num(x: float | None, digits: int = 1, scale: float = 1.0) -> str:

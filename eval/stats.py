@@ -21,16 +21,8 @@ import numpy as np
 from asyncthink.episode import Episode, EpisodeStatus
 from asyncthink.metrics import episode_metrics
 
-FAILED_FORMAT = (EpisodeStatus.FORMAT_ERROR, EpisodeStatus.BUDGET_EXCEEDED)
-
-
 def is_correct(ep: Episode) -> bool:
     return ep.score is not None and ep.score >= 1 - 1e-9
-
-
-def has_format_error(ep: Episode) -> bool:
-    """The reward's notion (``envs.rewards``): any recorded format error or a failed-format status."""
-    return bool(ep.format_errors) or ep.status in FAILED_FORMAT
 
 
 def problem_key(ep: Episode) -> str:
@@ -135,7 +127,7 @@ def _format(eps: list[Episode]) -> dict[str, Any]:
     n = max(1, len(eps))
     codes = Counter(code for ep in eps for code in set(ep.error_codes))
     return {
-        "format_error_rate": sum(has_format_error(ep) for ep in eps) / n if eps else None,
+        "format_error_rate": sum(ep.has_format_error for ep in eps) / n if eps else None,
         "format_errors": {code: count / n for code, count in sorted(codes.items())},
         "errors": sum(ep.status == EpisodeStatus.ERROR for ep in eps),
     }

@@ -162,8 +162,8 @@ def timeline_figure(ep: Episode, prefill_cost: float = 0.0, title: str | None = 
     m = ep.metrics
     heading = title or f"{ep.task or 'episode'} · {ep.mode} · {ep.episode_id}"
     fig.suptitle(f"{heading}\nlatency {tl.latency:.0f} steps · eta {m.get('eta', 0):.2f} · "
-                 f"{len(ep.rows) - 1 if ep.mode != 'parallel' else len(ep.rows)} "
-                 f"{'workers' if ep.mode != 'parallel' else 'traces'} · wall {ep.wall_s:.2f}s · "
+                 f"{len(ep.rows) if ep.mode.spec.traces else len(ep.rows) - 1} "
+                 f"{'traces' if ep.mode.spec.traces else 'workers'} · wall {ep.wall_s:.2f}s · "
                  f"status {ep.status} · score {ep.score}", fontsize=10)
     fig.legend(handles=_legend(), loc="outside lower center", ncols=8, fontsize=7, frameon=False)
     return fig

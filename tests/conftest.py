@@ -109,6 +109,16 @@ async def vllm_engine(tiny_model_dir):
 
 
 @pytest.fixture(scope="session")
+async def http_engine(vllm_server, tiny_model_dir):
+    """The HTTP engine on the session's vLLM server."""
+    from asyncthink.engines.openai_engine import OpenAIEngine
+
+    engine = await OpenAIEngine.create([vllm_server], tokenizer=str(tiny_model_dir))
+    yield engine
+    await engine.close()
+
+
+@pytest.fixture(scope="session")
 async def hf_engine(tiny_model_dir):
     """The session's transformers engine on the same tiny model."""
     from asyncthink.engines.hf_engine import HFEngine

@@ -43,7 +43,7 @@ async def test_traces_are_valid_score_one_and_varied(synth_dir, tiny_model_dir):
         assert not [e for e in validate_text(tok.decode(ep.organizer.completion_ids), ParserConfig(capacity=3))
                     if isinstance(e, FormatError)]
         for w in ep.rows[1:]:
-            assert not [e for e in validate_text(w.text, ParserConfig(Role.WORKER, allow_fork=False))
+            assert not [e for e in validate_text(w.text, ParserConfig(role=Role.WORKER, allow_fork=False))
                         if isinstance(e, FormatError)]
         problem = {"numbers": ep.info["problem"]["numbers"], "target": ep.info["problem"]["target"], "required": 2}
         assert task.score(task.extract_answer(ep.answer), problem) == 1.0

@@ -40,7 +40,7 @@ def test_demo_held_out_problems_were_seen_by_no_tiny_training_stage():
 
     demo = load_eval_config(CONFIGS / "demo.yaml", [])
     task = next(t for t in demo.tasks if t.name == "countdown")
-    held_out = list(make_task("countdown", **task.options).dataset("test", n=task.n, seed=0))
+    held_out = make_task("countdown", **task.options).dataset("test", n=task.n, seed=0)
     stages = [p for p in TRAINING if "countdown_tiny" in p.name and p.name.split("_")[0] in {"synth", "rl"}]
     assert len(stages) >= 3
     for path in stages:

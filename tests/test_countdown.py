@@ -187,9 +187,9 @@ def task():
 
 def test_dataset_fields_determinism_and_disjoint_splits(task):
     test = task.dataset("test", n=25, seed=3)
-    assert test.column_names[:3] == ["id", "question", "gold"]
-    assert {"numbers", "target", "required"} <= set(test.column_names)
-    assert test.to_list() == task.dataset("test", n=25, seed=3).to_list()
+    assert all(list(r)[:3] == ["id", "question", "gold"] for r in test)
+    assert all({"numbers", "target", "required"} <= set(r) for r in test)
+    assert test == task.dataset("test", n=25, seed=3)
     row = test[0]
     assert str(row["target"]) in row["question"] and all(str(x) in row["question"] for x in row["numbers"])
     assert len({r["id"] for r in test}) == 25
@@ -254,3 +254,12 @@ def test_adversarial_answers_score_zero_quickly(task, answer):
     task.details(answer, problem)
     task.normalize(answer)
     assert time.perf_counter() - start < 2.0
+
+
+def test_a_row_asking_for_more_than_the_task_default_has_all_its_entries_checked():
+    """A task made with required=2 scoring a row that asks for 4 reads 4 entries, so 4 solutions score 1."""
+    task = countdown.make(required=2)
+    four = "1 + 2 + 3 + 4\n1 * 2 * 3 + 4\n(3 - 1) * 4 + 2\n4 * 3 - 2 * 1"
+    assert task.score(four, PROBLEM) == 1.0
+    assert task.details(four, PROBLEM)["distinct_correct"] == 4.0
+    assert countdown.make(required=2, max_expressions=2).score(four, PROBLEM) == 0.5  # an explicit limit holds

@@ -26,13 +26,6 @@ def req(prompt, rid, **sp):
 # ------------------------------------------------------------ the real vLLM server
 
 
-@pytest.fixture(scope="session")
-async def http_engine(vllm_server, tiny_model_dir):
-    engine = await OpenAIEngine.create([vllm_server], tokenizer=str(tiny_model_dir))
-    yield engine
-    await engine.close()
-
-
 @pytest.mark.slow
 async def test_http_matches_in_process_vllm(http_engine, vllm_engine):
     assert http_engine.max_model_len == 2048
@@ -220,26 +213,3 @@ async def test_text_without_token_ids_is_refused():
     finally:
         await engine.close()
         await runner.cleanup()
-
-
-@pytest.mark.slow
-async def test_load_weights_through_the_server(http_engine, hf_engine, tmp_path):
-    """RL weight sync over HTTP: the server reloads new weights from a shared folder."""
-    import torch
-
-    http_engine.options.weights_dir = str(tmp_path)
-    before, _, _ = await generate_all(http_engine, req(PROMPT, "w0", max_tokens=12, temperature=0))
-    original = {k: v.clone() for k, v in hf_engine.model.state_dict().items()}
-    try:
-        with torch.no_grad():
-            for p in hf_engine.model.parameters():
-                p.add_(torch.randn_like(p) * 0.05)
-        await http_engine.load_weights(hf_engine.model.state_dict())
-        after, _, _ = await generate_all(http_engine, req(PROMPT, "w1", max_tokens=12, temperature=0))
-        expect, _, _ = await generate_all(hf_engine, req(PROMPT, "w1", max_tokens=12, temperature=0))
-        assert after == expect and after != before
-    finally:
-        hf_engine.model.load_state_dict(original)
-        await http_engine.load_weights(original)
-    restored, _, _ = await generate_all(http_engine, req(PROMPT, "w2", max_tokens=12, temperature=0))
-    assert restored == before and list(tmp_path.iterdir()) == []

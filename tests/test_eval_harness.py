@@ -37,7 +37,7 @@ class ModeScripts(ScriptedEngine):
 def scripted_engine() -> ModeScripts:
     """AsyncThink finds all 4 solutions of problem 0 but never joins worker 2 on problem 1 (a format error);
     sequential thinking lists 2 of the 4 solutions (score 0.5, not correct)."""
-    problems = list(make_task("countdown").dataset("test", N_PROBLEMS, 0))
+    problems = make_task("countdown").dataset("test", N_PROBLEMS, 0)
     scripts, sequential = {}, {}
     for k, p in enumerate(problems):
         s = json.loads(p["gold"])

@@ -14,9 +14,9 @@ from asyncthink.episode import EpisodeStatus, write_jsonl
 from asyncthink.executor import EpisodeExecutor
 from asyncthink.runtime_config import RuntimeConfig
 from asyncthink.eval.html_view import episode_html
-from asyncthink.eval.term_view import episode_view, episodes_table
+from asyncthink.display import episode_view, episodes_table
 from asyncthink.eval.timeline import event_times, row_order, save_timeline
-from asyncthink.eval.transcript import pieces
+from asyncthink.transcript import pieces
 from tests.fakes import ScriptedEngine
 
 SCRIPTS = {

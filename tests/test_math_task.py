@@ -48,11 +48,11 @@ def test_loaders(name, rows, first_gold):
 
 def test_splits_and_dataset(task):
     test = task.dataset("test")
-    assert test.column_names[:3] == ["id", "question", "gold"] and len(test) == 30
+    assert list(test[0])[:3] == ["id", "question", "gold"] and len(test) == 30
     train = task.dataset("train", n=5, seed=1)
-    assert len(train) == 5 and train["id"] == task.dataset("train", n=5, seed=1)["id"]
-    assert train["id"] != task.dataset("train", n=5, seed=2)["id"]
-    assert not set(train["question"]) & set(test["question"])
+    assert len(train) == 5 and train == task.dataset("train", n=5, seed=1)
+    assert [r["id"] for r in train] != [r["id"] for r in task.dataset("train", n=5, seed=2)]
+    assert not {r["question"] for r in train} & {r["question"] for r in test}
     assert len(task.dataset("amc23", n=3)) == 3
     with pytest.raises(ValueError, match="'aime25'"):
         math_task.make(dataset="aime25")
@@ -69,7 +69,7 @@ def test_data_dir_option_and_env(tmp_path, monkeypatch):
     (tmp_path / "aime24.jsonl").write_text(json.dumps({"id": 1, "problem": "1+1?", "answer": "2"}) + "\n")
     assert math_task.load_rows("aime24", tmp_path)[0]["gold"] == "2"
     monkeypatch.setenv("ASYNCTHINK_MATH_DATA", str(tmp_path))
-    assert make_task("math").dataset("test")["question"] == ["1+1?"]
+    assert [r["question"] for r in make_task("math").dataset("test")] == ["1+1?"]
     with pytest.raises(FileNotFoundError, match="amc23"):
         math_task.load_rows("amc23")
 
@@ -201,3 +201,36 @@ def test_close_kills_the_child():
     assert checker._proc is None
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+# -- issue 13: deep nesting, full stops, equivalent vote keys
+
+
+def test_deeply_nested_answer_is_not_its_innermost_fraction(task):
+    deep = r"\frac{" * 107 + "1}{2}" + "}{3}" * 106  # 1 / (2 * 3^106), 1,071 chars
+    assert len(deep) == 1071
+    assert task.score(deep, {"gold": r"\frac{1}{2}"}) == 0.0
+    assert task.normalize(deep) is None
+    shallow = r"\frac{\frac{1}{2}}{3}"
+    assert task.score(shallow, {"gold": r"\frac{1}{6}"}) == 1.0
+
+
+@pytest.mark.parametrize("text, gold", [("3.", "3"), ("42.", "42"), (r"\frac{1}{2}.", r"\frac{1}{2}")])
+def test_a_full_stop_is_not_part_of_the_answer(task, text, gold):
+    assert task.score(task.extract_answer(text), {"gold": gold}) == 1.0
+    assert task.score(text, {"gold": gold}) == 1.0
+    assert task.normalize(text) == task.normalize(gold)
+
+
+@pytest.mark.parametrize("a, b", [
+    ("2^{10}", "1024"), (r"10\%", "0.1"), (r"\sqrt{18}", r"3\sqrt{2}"), (r"\frac{\sqrt{2}}{2}", r"\frac{1}{\sqrt{2}}"),
+    ("x^2+2x+1", "(x+1)^2"),
+])
+def test_equivalent_answers_share_a_vote_key(task, a, b):
+    assert task.score(a, {"gold": b}) == 1.0  # math-verify calls them equal ...
+    assert task.normalize(a) == task.normalize(b) is not None  # ... so they vote together
+
+
+def test_different_answers_keep_different_vote_keys(task):
+    keys = {task.normalize(a) for a in ["1024", "1023", r"\sqrt{2}", r"\sqrt{3}", r"\pi", "x+1", "x-1"]}
+    assert len(keys) == 7

@@ -15,7 +15,6 @@ from asyncthink.envs.rewards import (
     concurrency,
     concurrency_reward,
     episode_reward,
-    has_format_error,
     safe,
 )
 from tests.builders import build_episode
@@ -47,7 +46,7 @@ def test_accuracy_only_without_forks():
 ])
 def test_format_error_overrides_accuracy(fields):
     ep = plain_episode(score=1.0, metrics={"eta_over_capacity": 1.0}, **fields)
-    assert has_format_error(ep)
+    assert ep.has_format_error
     r = episode_reward(ep)
     assert r.format_error and r.total == r.format == -1.0
     assert episode_reward(ep, RewardConfig(r_format_error=-0.5)).total == -0.5

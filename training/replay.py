@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from typing import Any
 
 from asyncthink.engines.base import Engine
@@ -25,6 +26,18 @@ from asyncthink.episode import Episode
 from asyncthink.executor import EpisodeExecutor
 from asyncthink.prompts import organizer_messages, render, sequential_messages, worker_messages
 from asyncthink.runtime_config import Mode, RuntimeConfig
+
+
+@dataclass
+class Trace:
+    """One written episode (countdown or sudoku synthesis): the organizer's generated text and each
+    worker's, by fork index; ``topology`` names its fork/join shape for the synthesis statistics."""
+
+    organizer: str
+    workers: dict[int, str] = field(default_factory=dict)
+    subqueries: dict[int, str] = field(default_factory=dict)
+    topology: str = ""
+
 
 _AFTER_JOIN = re.compile(r"(?<=<JOIN-\d>)|(?<=<JOIN-\d\d>)")
 

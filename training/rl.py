@@ -71,7 +71,7 @@ class GRPOTrainer:
         warmup = max(1, cfg.warmup_steps)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: min(1.0, (s + 1) / warmup))
         self.task = make_task(cfg.task, **cfg.task_options)
-        self.problems = list(self.task.dataset(cfg.split, n=cfg.dataset_size, seed=cfg.seed))
+        self.problems = self.task.dataset(cfg.split, n=cfg.dataset_size, seed=cfg.seed)
         self.state = TrainState()
         self.logger = MetricsLogger(cfg.out, cfg.tensorboard, enabled=self.acc.is_main_process)
         self.engine: Any = None

@@ -29,7 +29,7 @@ def episode_stats(episodes: list[Episode]) -> dict[str, float]:
     stats = {
         "reward": mean(ep.reward or 0.0 for ep in episodes),
         "accuracy": mean(ep.score or 0.0 for ep in episodes),
-        "format_error_rate": sum(1 for ep in episodes if ep.format_errors) / n,
+        "format_error_rate": sum(ep.has_format_error for ep in episodes) / n,
         "eta_over_capacity": mean(ep.metrics.get("eta_over_capacity", 0.0) for ep in episodes),
         "latency": mean(ep.metrics.get("latency", 0.0) for ep in episodes),
         "forks": mean(ep.metrics.get("forks", 0.0) for ep in episodes),

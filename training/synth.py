@@ -100,7 +100,7 @@ async def synthesize(cfg: SynthConfig, progress: bool = True) -> dict[str, Any]:
     save_config(cfg, out / "config.yaml")
     tokenizer = AutoTokenizer.from_pretrained(cfg.tokenizer)
     task = make_task(cfg.task, **cfg.task_options)
-    problems = list(task.dataset(cfg.split, n=cfg.problems, seed=cfg.seed))
+    problems = task.dataset(cfg.split, n=cfg.problems, seed=cfg.seed)
     from asyncthink.training.model_prep import tokenizer_digest
 
     stats: dict[str, Any] = {"problems": len(problems), "tokenizer_digest": tokenizer_digest(tokenizer)}

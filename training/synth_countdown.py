@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import itertools
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
 
 from asyncthink.envs import arith
 from asyncthink.envs.countdown import canonical_str
+from asyncthink.training.replay import Trace
 
 OPS = ("+", "-", "r-", "*", "/", "r/")  # r- and r/ put the right operand first
 
@@ -36,16 +37,6 @@ class Branch:
     subquery: str
     lines: list[str]
     hits: list[str]
-
-
-@dataclass
-class CountdownTrace:
-    """One synthesized episode: the organizer's generated text and each worker's, by fork index."""
-
-    organizer: str
-    workers: dict[int, str] = field(default_factory=dict)
-    subqueries: dict[int, str] = field(default_factory=dict)
-    topology: str = ""
 
 
 # ------------------------------------------------------------ arithmetic as text
@@ -185,12 +176,12 @@ class TopologyOptions:
 
 
 def asyncthink_trace(numbers: list[int], target: int, required: int, rng: random.Random,
-                     opts: TopologyOptions) -> CountdownTrace | None:
+                     opts: TopologyOptions) -> Trace | None:
     """An organizer that forks branches in waves and answers; ``None`` if it would not find enough solutions."""
     todo = _order(branches(numbers, target), rng, opts)
     stop_early, full = rng.random() < opts.p_stop_early, rng.random() < opts.p_full_waves
     text = f"{len(todo)} branches\n" if rng.random() < opts.p_plan else ""
-    trace, found, index, waves = CountdownTrace(""), [], 1, []
+    trace, found, index, waves = Trace(""), [], 1, []
     while todo and not (stop_early and len(distinct(found, required)) >= required):
         size = opts.capacity - 1 if full else rng.randint(1, opts.capacity - 1)
         wave, todo = todo[:size], todo[size:]
@@ -215,7 +206,7 @@ def asyncthink_trace(numbers: list[int], target: int, required: int, rng: random
 
 
 def sequential_trace(numbers: list[int], target: int, required: int, rng: random.Random,
-                     opts: TopologyOptions) -> CountdownTrace | None:
+                     opts: TopologyOptions) -> Trace | None:
     """The same search, every branch inline, in the same kind of order."""
     todo = _order(branches(numbers, target), rng, opts)
     stop_early = rng.random() < opts.p_stop_early
@@ -229,7 +220,7 @@ def sequential_trace(numbers: list[int], target: int, required: int, rng: random
     answer = distinct(found, required)
     if len(answer) < required:
         return None
-    return CountdownTrace(text + answer_text(answer, target), topology=f"seq{done}")
+    return Trace(text + answer_text(answer, target), topology=f"seq{done}")
 
 
 def _order(items: list[Branch], rng: random.Random, opts: TopologyOptions) -> list[Branch]:

@@ -13,17 +13,9 @@ elimination inline, unit by unit.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
 
 from asyncthink.envs.sudoku import BOX
-
-
-@dataclass
-class SudokuTrace:
-    organizer: str
-    workers: dict[int, str] = field(default_factory=dict)
-    subqueries: dict[int, str] = field(default_factory=dict)
-    topology: str = ""
+from asyncthink.training.replay import Trace
 
 
 def _units(size: int, kind: str) -> list[list[int]]:
@@ -70,12 +62,12 @@ def _cells_text(filled: dict[int, int], size: int) -> str:
     return " ".join(f"r{c // size + 1}c{c % size + 1}={d}" for c, d in sorted(filled.items())) or "none"
 
 
-def asyncthink_trace(puzzle: str, rng: random.Random, capacity: int) -> SudokuTrace | None:
+def asyncthink_trace(puzzle: str, rng: random.Random, capacity: int) -> Trace | None:
     """Waves of unit workers until the grid is full; ``None`` if elimination gets stuck."""
     size = int(len(puzzle) ** 0.5)
     cells = [int(ch) if ch.isdigit() else 0 for ch in puzzle]
     kind = rng.choice(["row", "column", "box"])
-    trace, text, index, waves = SudokuTrace(""), f"by {kind}\n", 1, []
+    trace, text, index, waves = Trace(""), f"by {kind}\n", 1, []
     while 0 in cells:
         open_units = [u for u in _units(size, kind) if any(cells[c] == 0 for c in u)]
         useful = [u for u in open_units if unit_work(cells, u, size)[1]]
@@ -105,7 +97,7 @@ def asyncthink_trace(puzzle: str, rng: random.Random, capacity: int) -> SudokuTr
     return trace
 
 
-def sequential_trace(puzzle: str, rng: random.Random) -> SudokuTrace | None:
+def sequential_trace(puzzle: str, rng: random.Random) -> Trace | None:
     """The same elimination inline, one unit after another, until the grid is full."""
     size = int(len(puzzle) ** 0.5)
     cells = [int(ch) if ch.isdigit() else 0 for ch in puzzle]
@@ -122,7 +114,7 @@ def sequential_trace(puzzle: str, rng: random.Random) -> SudokuTrace | None:
                 text += "\n".join(lines) + "\n"
         if cells.count(0) == before:
             return None
-    return SudokuTrace(text + f"<ANSWER>\n{grid_text(cells, size)}\n</ANSWER>", topology=f"seq{kind}:{passes}")
+    return Trace(text + f"<ANSWER>\n{grid_text(cells, size)}\n</ANSWER>", topology=f"seq{kind}:{passes}")
 
 
 def _unit_name(unit: list[int], size: int, kind: str) -> int:

@@ -147,7 +147,7 @@ async def run_teacher(cfg: TeacherRunConfig, teacher: Engine | None = None) -> d
     save_config(cfg, out / "config.yaml")
     task, student = make_task("math", **cfg.task_options), AutoTokenizer.from_pretrained(cfg.tokenizer)
     runtime = replace(cfg.runtime, max_organizer_tokens=10**6, max_worker_tokens=10**6, max_forks=10**6)
-    problems = list(task.dataset(cfg.split, n=cfg.problems, seed=cfg.seed))
+    problems = task.dataset(cfg.split, n=cfg.problems, seed=cfg.seed)
     owned = teacher is None
     teacher = teacher or await build_engine(cfg.engine)
     limit, reasons, kept = asyncio.Semaphore(cfg.concurrency), collections.Counter(), []

@@ -82,11 +82,6 @@ class HFEngine(Engine):
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
-    @property
-    def forward_lock(self) -> threading.Lock:
-        """Held during every forward pass; a colocated trainer takes it to update weights safely."""
-        return self._lock
-
     # ------------------------------------------------------------ public API
 
     async def generate(self, request: GenerateRequest) -> AsyncIterator[Delta]:
@@ -132,6 +127,8 @@ class HFEngine(Engine):
                 continue
             try:
                 await self._admit()
+                # a request cancelled (or finished on its first token) while prefills ran has no next input
+                self._drop_finished()
                 if self._active:
                     await asyncio.to_thread(self._locked, self._decode_step)
                     self._emit_step()
@@ -154,7 +151,11 @@ class HFEngine(Engine):
         room = self.max_batch - len(self._active)
         new, self._pending = self._pending[:room], self._pending[room:]
         for seq in new:
+            if seq.cancelled:
+                continue
             cache, logits = await asyncio.to_thread(self._locked, self._prefill, seq.request.prompt_ids)
+            if seq.cancelled:  # cancelled during its own prefill: never joins the batch
+                continue
             seq.length = len(seq.request.prompt_ids)
             self._merge(seq, cache)
             self._sample_and_emit(seq, logits)

@@ -268,7 +268,10 @@ class _StreamState:
         self.produced += len(ids)
         if not ids:
             return None
-        return Delta(ids, [float(x) if x is not None else 0.0 for x in lps] if lps else None)
+        if lps is not None and (len(lps) != len(ids) or any(x is None for x in lps)):
+            # a missing logprob is the server's failure, never a 0.0 the trainer would believe
+            raise EngineError(EngineErrorKind.SERVER, f"{len(ids)} tokens came with logprobs {lps!r}", self.produced)
+        return Delta(ids, [float(x) for x in lps] if lps is not None else None)
 
     def final_result(self) -> Final:
         return Final(self.final or FinishReason.ERROR, self.stop, self.cached_tokens, self.prompt_tokens, self.produced)

@@ -161,9 +161,11 @@ class VLLMEngine(Engine):
 
 
 def _sampled_logprobs(ids: list[int], logprobs: Any) -> list[float]:
-    if not logprobs:
-        return [0.0] * len(ids)
-    return [float(lp[t].logprob) if t in lp else 0.0 for t, lp in zip(ids, logprobs, strict=False)]
+    """The sampled tokens' logprobs; a missing one is an engine error, never a made-up number."""
+    pairs = list(zip(ids, logprobs or [], strict=False))
+    if len(pairs) < len(ids) or any(t not in lp for t, lp in pairs):
+        raise EngineError(EngineErrorKind.SERVER, f"vLLM returned {len(ids)} tokens without all their logprobs")
+    return [float(lp[t].logprob) for t, lp in pairs]
 
 
 def _finish_reason(reason: str | None) -> FinishReason:

@@ -23,6 +23,7 @@ from typing import Any
 from aiohttp import web
 
 from asyncthink.engines.base import Engine
+from asyncthink.engines.types import EngineErrorKind
 from asyncthink.episode import Episode, EpisodeStatus
 from asyncthink.executor import EpisodeExecutor, TextDelta
 from asyncthink.serve.admission import Admission
@@ -173,7 +174,7 @@ def engine_failure(ep: Episode) -> ApiError | None:
     """How an episode that failed in the engine is reported (None if it did not)."""
     if ep.status != EpisodeStatus.ERROR:
         return None
-    if "[context_length]" in (ep.error or ""):
+    if ep.error_kind == EngineErrorKind.CONTEXT_LENGTH:
         return ApiError(400, f"the question does not fit the model's context: {ep.error}",
                         "context_length_exceeded", "messages")
     return ApiError(500, f"the engine failed: {ep.error}", "engine_error")

@@ -17,7 +17,6 @@ from typing import Any
 import typer
 
 
-
 def serve(
     model: str = typer.Option(None, help="Model folder or name (for --engine openai: the upstream served name)."),
     engine: str = typer.Option("vllm", help="vllm | openai | hf"),

@@ -31,7 +31,7 @@ def answer_row(ep: Episode) -> Row | None:
     """The row whose text is the response: the organizer, or in parallel mode the winning trace."""
     if not ep.rows:
         return None
-    if ep.mode != "parallel" or ep.answer is None:
+    if not ep.mode.spec.traces or ep.answer is None:
         return ep.rows[0]
     tagged = f"{ANSWER_OPEN}{ep.answer}{ANSWER_CLOSE}"
     return next((r for r in ep.rows if r.parent is None and tagged in r.text), ep.rows[0])

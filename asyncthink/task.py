@@ -1,7 +1,9 @@
-"""The task interface: what the runtime, evaluator and trainer need from a task.
+"""The task protocol: what the runtime, evaluator and trainer need from a task.
 
-A task is one module with one factory. It gives a ``datasets.Dataset`` of
-problems (each row has at least ``id``, ``question`` and ``gold``), the
+It lives in the core because the executor uses it (instructions, answer
+extraction, scoring, voting keys); tasks implement it in ``envs/``, each as
+one module with one factory. A task gives a list of problems (plain dicts,
+each with at least ``id``, ``question`` and ``gold``), the
 instruction that tells organizer, worker and sequential prompts the answer
 form, an answer extractor from the organizer's ``<ANSWER>`` text, a scorer in
 [0, 1], and a normaliser that makes equal answers equal for majority voting.
@@ -22,8 +24,8 @@ class Task(ABC):
     name: str = ""
 
     @abstractmethod
-    def dataset(self, split: str = "test", n: int | None = None, seed: int = 0):
-        """Problems as a ``datasets.Dataset`` with ``id``, ``question``, ``gold`` and task metadata."""
+    def dataset(self, split: str = "test", n: int | None = None, seed: int = 0) -> list[Problem]:
+        """Problems with ``id``, ``question``, ``gold`` and task metadata; the same for the same arguments."""
 
     @abstractmethod
     def instruction(self) -> str:

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 
 from asyncthink.episode import Episode, EventKind, Row, RowEvent
-from asyncthink.protocol import RETURN_CLOSE, RETURN_OPEN, join_close
+from asyncthink.protocol import join_close
 
 _TAG = re.compile(r"<FORK-(\d+)>(.*?)</FORK-\1>|<JOIN-(\d+)>", re.S)
 
@@ -32,12 +32,8 @@ class Piece:
 
 
 def returned_text(row: Row) -> str:
-    """The worker's takeaway: the text of its first ``<RETURN>...</RETURN>``."""
-    if row.returned is not None:
-        return row.returned
-    a = row.text.find(RETURN_OPEN)
-    b = row.text.find(RETURN_CLOSE, a + len(RETURN_OPEN)) if a >= 0 else -1
-    return row.text[a + len(RETURN_OPEN) : b] if 0 <= a < b else ""
+    """The worker's takeaway, as the executor recorded it ("" if it returned nothing)."""
+    return row.returned or ""
 
 
 def pieces(ep: Episode, row: Row) -> list[Piece]:
