@@ -46,7 +46,8 @@ def tiny_model(
 
 
 # Each role's CLI module exposes ``register(app)``; they never import this module, so there is no cycle.
-ROLE_COMMANDS = ("asyncthink.solve_cli", "asyncthink.serve.cli", "asyncthink.training.cli", "asyncthink.eval.cli")
+ROLE_COMMANDS = ("asyncthink.solve_cli", "asyncthink.serve.cli", "asyncthink.training.cli", "asyncthink.eval.cli",
+                 "asyncthink.models.cli")
 
 
 def _register_commands() -> None:

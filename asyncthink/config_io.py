@@ -1,7 +1,8 @@
 """Configs as dataclasses: load from YAML with ``key=value`` overrides, save the resolved result.
 
 Every runnable config (eval, SFT, RL, serve) is a dataclass whose fields are
-documented where they are declared and validated in ``__post_init__``.
+documented where they are declared and validated in ``__post_init__`` with
+``require`` (every failed check is reported, each quoting the values).
 ``load_config(EvalConfig, "configs/eval_tiny.yaml", ["runtime.capacity=3"])``
 builds one: nested dataclasses come from nested mappings, overrides use dotted
 paths and YAML values (``samples=4``, ``modes=[sequential,asyncthink]``), and
@@ -21,6 +22,13 @@ from typing import Any, TypeVar
 import yaml
 
 T = TypeVar("T")
+
+
+def require(*checks: tuple[bool, str]) -> None:
+    """Config validation's one pattern: raise ``ValueError`` naming every ``(ok, message)`` that failed."""
+    failed = [message for ok, message in checks if not ok]
+    if failed:
+        raise ValueError("; ".join(failed))
 
 
 def load_config(cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None) -> T:

@@ -63,6 +63,8 @@ from asyncthink.tags import ProtocolTokens
 from asyncthink.task import Task
 
 logger = logging.getLogger(__name__)
+ENGINE_STALL_FRACTION = 0.5  # no token in this last part of the wall time: the engine stalled, not the policy
+OFF_LOOP_CHARS = 16_384  # questions longer than this are tokenized in a thread
 
 
 class EpisodeFailure(Exception):
@@ -177,6 +179,7 @@ class _Episode:
         self.failure: RowFormatError | None = None
         self.crash: Exception | None = None  # an engine failure (or a bug): status "error"
         self.answers: dict[str, str] = {}
+        self.last_token_s = 0.0  # when the engine last sent tokens: tells a stalled engine from a long episode
 
     def now(self) -> float:
         return time.perf_counter() - self.t0
@@ -184,19 +187,30 @@ class _Episode:
     # ------------------------------------------------------------ episode lifecycle
 
     async def execute(self) -> Episode:
-        tops = self._top_rows()
+        big = len(self.ep.question) > OFF_LOOP_CHARS  # tokenizing a long prompt would stall every other episode
+        tops = await asyncio.to_thread(self._top_rows) if big else self._top_rows()
         self.top_tasks = [asyncio.create_task(self._run_top(row, cfg), name=f"row-{row.row_id}") for row, cfg in tops]
         try:
             async with asyncio.timeout(self.cfg.wall_time_s):
                 await asyncio.gather(*self.top_tasks, return_exceptions=True)
         except TimeoutError:
-            self._fail(EpisodeFailure(FormatErrorCode.BUDGET_EXCEEDED, f"wall time {self.cfg.wall_time_s}s", "0"))
+            self._on_wall_time()
         finally:
             await self._cancel_all()
         await self._finalize()
         if self.on_event is not None:
             self.on_event(EpisodeDone(self.ep))
         return self.ep
+
+    def _on_wall_time(self) -> None:
+        """Out of wall time: a budget breach if tokens kept coming, an engine timeout if the engine went quiet."""
+        wall = self.cfg.wall_time_s or 0.0
+        silent = self.now() - self.last_token_s
+        if silent >= ENGINE_STALL_FRACTION * wall:
+            self._fail_crash(EngineError(EngineErrorKind.TIMEOUT, f"no tokens from the engine for {silent:.1f}s "
+                                                                  f"of the {wall:g}s wall time"))
+        else:
+            self._fail(EpisodeFailure(FormatErrorCode.BUDGET_EXCEEDED, f"wall time {wall:g}s", "0"))
 
     async def _cancel_all(self) -> None:
         tasks = [*self.top_tasks, *self.worker_tasks]
@@ -328,6 +342,8 @@ class _Episode:
 
     def _consume(self, st: _RowState, ids: list[int], logprobs: list[float] | None) -> tuple[int, int] | None:
         row = st.row
+        if ids:
+            self.last_token_s = self.now()
         if ids and (logprobs is None or len(logprobs) != len(ids)):
             # a made-up logprob would be trained on as if the engine had sampled with it: fail the episode
             raise EngineError(EngineErrorKind.SERVER, f"the engine returned {len(ids)} tokens with "

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from asyncthink.config_io import require
 from asyncthink.modes import Mode
 from asyncthink.prompts import PromptConfig
 from asyncthink.protocol import PoolPolicy
@@ -60,7 +61,7 @@ class RuntimeConfig:
         self.pool_policy = PoolPolicy(self.pool_policy)
         if isinstance(self.prompts, dict):
             self.prompts = PromptConfig(**self.prompts)
-        checks = [
+        require(
             (self.capacity >= 2 or not self.mode.spec.forks, f"capacity must be >= 2 for {self.mode}, got {self.capacity}"),
             (self.max_organizer_tokens >= 1, f"max_organizer_tokens must be >= 1, got {self.max_organizer_tokens}"),
             (self.max_worker_tokens >= 1, f"max_worker_tokens must be >= 1, got {self.max_worker_tokens}"),
@@ -69,10 +70,7 @@ class RuntimeConfig:
             (self.parallel_traces >= 1, f"parallel_traces must be >= 1, got {self.parallel_traces}"),
             (self.temperature >= 0, f"temperature must be >= 0, got {self.temperature}"),
             (self.wall_time_s is None or self.wall_time_s > 0, f"wall_time_s must be > 0, got {self.wall_time_s}"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(message)
+        )
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

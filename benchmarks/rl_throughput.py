@@ -5,18 +5,24 @@ size, prompts per step and token budgets, and both roll out through our
 runtime on the transformers engine sharing the trainer's module. Ours trains
 every row of every episode (organizer and workers); TRL's ``rollout_func``
 hook returns one completion per sample, so it trains the organizer row only
-(the worker returns masked out with ``env_mask``). Reported: RL steps per
-hour and generated tokens per second (all rows, both cases). A third row is
-ours rolling out on in-process vLLM (weights reloaded after every update),
-the configuration the tiny organizer was trained with.
+(the worker returns masked out with ``env_mask``). Both are timed the same
+way: the wall time of each RL step (rollouts, scoring, update), setup and
+model loading excluded (ours from its per-step ``step_s``, TRL's between its
+``on_step_begin`` and ``on_step_end`` callbacks). Reported: RL steps per hour,
+generated tokens per second (all rows, both cases), and beside them the
+episodes' status counts (ok / format_error / budget_exceeded / error), since a
+throughput of failed rollouts means nothing. A third row is ours rolling out
+on in-process vLLM (weights reloaded after every update), the configuration
+the tiny organizer was trained with.
 
-    python benchmarks/rl_throughput.py --model runs/tiny/sft [--steps 3]
+    python benchmarks/rl_throughput.py --model models/tiny-organizer [--steps 3]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import json
 import sys
 import tempfile
@@ -27,15 +33,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from asyncthink.config_io import load_config  # noqa: E402
 from asyncthink.training.rl_config import RLConfig  # noqa: E402
+from transformers import TrainerCallback  # noqa: E402
 
 
 def rl_config(model: str, out: str, steps: int, engine: str = "hf") -> RLConfig:
     return load_config(RLConfig, Path(__file__).resolve().parents[1] / "configs" / "rl_countdown_tiny.yaml", [
         f"model={model}", f"out={out}", f"max_steps={steps}", "save_every=1000", "progress=false",
-        "tensorboard=false", "resume=false", f"engine.kind={engine}", "engine.model=colocated"])
+        "tensorboard=false", "resume=false", f"engine.kind={engine}", "engine.model=colocated",
+        "max_error_fraction=1.0"])  # measure and report errors; do not stop on them
 
 
-def ours(model: str, steps: int, engine: str) -> dict[str, float]:
+STATUSES = ("ok", "format_error", "budget_exceeded", "error")
+
+
+def ours(model: str, steps: int, engine: str) -> dict:
     from asyncthink.training.rl import train_rl
 
     out = tempfile.mkdtemp(prefix="bench-ours-")
@@ -44,9 +55,10 @@ def ours(model: str, steps: int, engine: str) -> dict[str, float]:
     elapsed = time.perf_counter() - t0
     rows = [json.loads(x) for x in (Path(out) / "metrics.jsonl").read_text().splitlines()]
     tokens = sum(r["generated_tokens"] for r in rows)
-    step_s = sum(r["step_s"] for r in rows) / len(rows)
-    return {"steps_per_hour": 3600 / step_s, "tokens_per_s": tokens / sum(r["step_s"] for r in rows),
-            "wall_s": elapsed}
+    step_s = sum(r["step_s"] for r in rows)
+    status = {s: int(sum(r.get(f"status/{s}", 0) for r in rows)) for s in STATUSES}
+    return {"steps_per_hour": 3600 * len(rows) / step_s, "tokens_per_s": tokens / step_s, "wall_s": elapsed,
+            "status": status}
 
 
 def trl_reference(model: str, steps: int) -> dict[str, float]:
@@ -65,6 +77,7 @@ def trl_reference(model: str, steps: int) -> dict[str, float]:
     problems = task.dataset(cfg.split, n=cfg.dataset_size, seed=cfg.seed)
     by_question = {p["question"]: p for p in problems}
     counted = {"tokens": 0}
+    statuses: collections.Counter = collections.Counter()
 
     def rollout(prompts: list[str], trainer) -> dict:
         async def run() -> list:
@@ -79,6 +92,7 @@ def trl_reference(model: str, steps: int) -> dict[str, float]:
 
         episodes = asyncio.run(run())
         counted["tokens"] += sum(int(e.metrics.get("total_tokens", 0)) for e in episodes)
+        statuses.update(str(e.status) for e in episodes)
         org = [e.rows[0] for e in episodes]
         return {"prompt_ids": [r.prompt_ids for r in org], "completion_ids": [r.completion_ids or [0] for r in org],
                 "logprobs": [r.logprobs or [0.0] for r in org], "env_mask": [r.completion_mask or [0] for r in org],
@@ -92,11 +106,29 @@ def trl_reference(model: str, steps: int) -> dict[str, float]:
                       report_to="none", use_cpu=True, save_strategy="no", max_completion_length=cfg.runtime.max_organizer_tokens * 2,
                       beta=0.0, disable_tqdm=True, gradient_checkpointing=False)  # on: no KV cache in rollouts
     dataset = datasets.Dataset.from_list([{"prompt": p["question"]} for p in problems])
-    trainer = GRPOTrainer(model=model, reward_funcs=reward, args=args, train_dataset=dataset, rollout_func=rollout)
+    timer = _StepTimer()
+    trainer = GRPOTrainer(model=model, reward_funcs=reward, args=args, train_dataset=dataset, rollout_func=rollout,
+                          callbacks=[timer])
     t0 = time.perf_counter()
     trainer.train()
     elapsed = time.perf_counter() - t0
-    return {"steps_per_hour": steps * 3600 / elapsed, "tokens_per_s": counted["tokens"] / elapsed, "wall_s": elapsed}
+    step_s = sum(timer.durations)
+    return {"steps_per_hour": 3600 * len(timer.durations) / step_s, "tokens_per_s": counted["tokens"] / step_s,
+            "wall_s": elapsed, "status": {s: statuses.get(s, 0) for s in STATUSES}}
+
+
+class _StepTimer(TrainerCallback):
+    """Wall time of each optimizer step (its rollouts included), as ours measures ``step_s``."""
+
+    def __init__(self) -> None:
+        self.durations: list[float] = []
+        self._t0 = 0.0
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self._t0 = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.durations.append(time.perf_counter() - self._t0)
 
 
 if __name__ == "__main__":
@@ -107,6 +139,8 @@ if __name__ == "__main__":
     results = {"asyncthink GRPO, hf rollouts": ours(a.model, a.steps, "hf"),
                "TRL GRPOTrainer, hf rollouts": trl_reference(a.model, a.steps),
                "asyncthink GRPO, vllm rollouts": ours(a.model, a.steps, "vllm")}
-    print(f"\n{'trainer':32} {'RL steps/hour':>14} {'gen tokens/s':>13}")
+    print(f"\n{'trainer':32} {'RL steps/hour':>14} {'gen tokens/s':>13}  episodes ok / format_error / "
+          "budget_exceeded / error")
     for name, r in results.items():
-        print(f"{name:32} {r['steps_per_hour']:>14.0f} {r['tokens_per_s']:>13.0f}")
+        counts = " / ".join(str(r["status"][s]) for s in STATUSES)
+        print(f"{name:32} {r['steps_per_hour']:>14.0f} {r['tokens_per_s']:>13.0f}  {counts}")

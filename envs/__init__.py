@@ -34,10 +34,11 @@ def make_task(name: str, **options: Any) -> Task:
 def _load_builtin() -> None:
     if _FACTORIES:
         return
-    from asyncthink.envs import countdown, math_task, sudoku
+    from asyncthink.envs import countdown, math_gen, math_task, sudoku
 
     register_task("countdown", countdown.make)
     register_task("math", math_task.make)
+    register_task("math_gen", math_gen.make)
     register_task("sudoku", sudoku.make)
 
 

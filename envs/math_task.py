@@ -184,19 +184,22 @@ def acceptable(answer: str | None) -> bool:
 class MathConfig:
     """Options of ``make("math", ...)``."""
 
-    dataset: str = "aime24"
-    """The test split's source: aime24, amc23, math500, gsm8k_test or aime_1983_2023_train."""
-    train_dataset: str = "aime_1983_2023_train"
-    """The train split's source (same names)."""
+    dataset: str | dict[str, Any] = "aime24"
+    """The test split's source: aime24, amc23, math500, gsm8k_test or aime_1983_2023_train, or your own
+    Hugging Face dataset as a mapping of ``envs.math_data.MathDataSpec`` fields (path, question_field,
+    answer_field, split, extractor)."""
+    train_dataset: str | dict[str, Any] = "aime_1983_2023_train"
+    """The train split's source (same forms)."""
     data_dir: str | None = None
     """Directory of the JSON Lines files; None: $ASYNCTHINK_MATH_DATA, else the package's data/math."""
     timeout_s: float = 5.0
     """Hard limit on each math-verify call (score or normalize), seconds."""
 
     def __post_init__(self):
+        from asyncthink.envs.math_data import check_source
+
         for name in (self.dataset, self.train_dataset):
-            if name not in SOURCES:
-                raise ValueError(f"unknown math dataset {name!r}; known: {sorted(SOURCES)}")
+            check_source(name)
         if not self.timeout_s > 0:
             raise ValueError(f"timeout_s must be > 0, got {self.timeout_s!r}")
 
@@ -214,7 +217,9 @@ class MathTask(Task):
         if split not in ("train", "test") and split not in SOURCES:
             raise ValueError(f"math splits are 'train', 'test' or one of {sorted(SOURCES)}, got {split!r}")
         name = {"train": self.cfg.train_dataset, "test": self.cfg.dataset}.get(split, split)
-        rows = load_rows(name, self.cfg.data_dir)
+        from asyncthink.envs.math_data import load_source
+
+        rows = load_source(name, self.cfg.data_dir)
         if split == "train":
             random.Random(f"math-{name}-{seed}").shuffle(rows)
         return rows if n is None else rows[:n]

@@ -1,11 +1,10 @@
-"""``asyncthink eval`` (run an evaluation into a directory), ``view`` (show one episode) and ``demo`` (the main job)."""
+"""``asyncthink eval`` (run an evaluation), ``compare`` (paired differences), ``view`` (one episode), ``demo``."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import typer
-
 
 
 def eval_command(
@@ -41,8 +40,8 @@ def view_command(
     """Show an episode: organizer text with worker sub-queries and returns at their join points, and metrics."""
     from rich.console import Console
 
-    from asyncthink.episode import read_jsonl
     from asyncthink.display import episodes_table, print_episode
+    from asyncthink.episode import read_jsonl
 
     try:
         episodes = list(read_jsonl(file))
@@ -86,7 +85,28 @@ def demo_command(
     run_demo(out, overrides or [], verbose=verbose)
 
 
+def compare_command(
+    a: Path = typer.Argument(..., exists=True, file_okay=False, help="Evaluation folder A (e.g. the SFT model's)."),
+    b: Path = typer.Argument(..., exists=True, file_okay=False, help="Evaluation folder B (e.g. after RL)."),
+    metric: list[str] = typer.Option(["accuracy", "latency", "eta_over_capacity"], "--metric", "-m",
+                                     help="Figures to compare (repeatable)."),
+    out: Path = typer.Option(None, "--out", "-o", help="Also write the table (markdown) here."),
+    bootstrap: int = typer.Option(2000, help="Bootstrap resamples."),
+) -> None:
+    """Paired differences B - A between two evaluations of the same problems, with bootstrap intervals."""
+    from asyncthink.eval.compare import compare_runs, comparison_table
+
+    try:
+        rows = comparison_table(compare_runs(a, b, metric, n_boot=bootstrap))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    typer.echo("\n".join(rows))
+    if out is not None:
+        out.write_text(f"# {b} - {a}\n\n" + "\n".join(rows) + "\n", encoding="utf-8")
+
+
 def register(app: typer.Typer) -> None:
     app.command("eval")(eval_command)
+    app.command("compare")(compare_command)
     app.command("view")(view_command)
     app.command("demo")(demo_command)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from asyncthink.config_io import from_dict, load_config
+from asyncthink.config_io import from_dict, load_config, require
 from asyncthink.engines import EngineConfig
 from asyncthink.runtime_config import Mode, RuntimeConfig
 
@@ -71,6 +71,10 @@ class TaskSpec:
             raise ValueError(f"task {self.name!r}: options must be a mapping, got {self.options!r}")
         if self.label is None:
             dataset = self.options.get("dataset") if self.name == "math" else None
+            if isinstance(dataset, dict):  # a bring-your-own dataset: its name, else its path's last part
+                from asyncthink.envs.math_data import MathDataSpec
+
+                dataset = re.sub(r"[^A-Za-z0-9._-]", "_", MathDataSpec(**dataset).label)
             self.label = f"{self.name}-{dataset}" if dataset else self.name
         if not _LABEL.match(self.label):
             raise ValueError(f"task label must be letters, digits, '.', '_' or '-', got {self.label!r}")
@@ -116,6 +120,9 @@ class EvalConfig:
     """Write the PNG plots and the showcase episode pages."""
     title: str = "AsyncThink evaluation"
     """Heading of ``report.md``."""
+    data: dict[str, Any] = field(default_factory=dict)
+    """Written by the run into its resolved config, not read: each task's problems (by label) with their size,
+    source(s) and SHA-256 (``envs.manifest.dataset_manifest``), so a result says what it was evaluated on."""
 
     def __post_init__(self) -> None:
         if isinstance(self.engine, dict):
@@ -130,7 +137,7 @@ class EvalConfig:
 
     def _check(self) -> None:
         labels = [t.label for t in self.tasks]
-        checks = [
+        require(
             (bool(self.tasks), "tasks must list at least one task, got none"),
             (len(set(labels)) == len(labels), f"task labels must be unique, got {labels}"),
             (bool(self.modes), "modes must list at least one mode, got none"),
@@ -142,10 +149,7 @@ class EvalConfig:
             (0 < self.ci < 1, f"ci must be in (0, 1), got {self.ci!r}"),
             (self.runtime.capacity >= 2 or Mode.ASYNCTHINK not in self.modes,
              f"runtime.capacity must be >= 2 for asyncthink, got {self.runtime.capacity!r}"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(message)
+        )
 
     def task_budgets(self, spec: TaskSpec) -> list[int]:
         budgets = spec.budgets if spec.budgets is not None else self.budgets

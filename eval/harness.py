@@ -33,13 +33,14 @@ from asyncthink.batch import BatchItem, make_items, run_batch
 from asyncthink.config_io import save_config, to_dict
 from asyncthink.engines import Engine, GenerateRequest, SamplingParams, build_engine
 from asyncthink.engines.base import generate_all
-from asyncthink.episode import Episode, EpisodeStatus
-from asyncthink.executor import EpisodeExecutor
-from asyncthink.runtime_config import RuntimeConfig
 from asyncthink.envs import Task, make_task
+from asyncthink.envs.manifest import dataset_manifest
+from asyncthink.episode import Episode, EpisodeStatus
 from asyncthink.eval.config import EvalConfig, public_config
 from asyncthink.eval.progress import EvalProgress
 from asyncthink.eval.store import RecordStore, RunKey
+from asyncthink.executor import EpisodeExecutor
+from asyncthink.runtime_config import RuntimeConfig
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,16 @@ def plan(cfg: EvalConfig) -> list[Run]:
                 key = RunKey(spec.label, budget, str(mode))
                 runs.append(Run(key, task, cfg.runtime_for(mode, budget), items))
     return runs
+
+
+def data_manifests(cfg: EvalConfig, runs: list[Run]) -> dict[str, Any]:
+    """Size, source(s) and hash of each task's problems, by task label (for the resolved config)."""
+    out = {}
+    for spec in cfg.tasks:
+        items = next(run.items for run in runs if run.key.task == spec.label)
+        problems = list({str(item.problem["id"]): item.problem for item in items}.values())
+        out[spec.label] = dataset_manifest(spec.name, spec.options, spec.split, problems)
+    return out
 
 
 def _todo(run: Run, done: dict[str, Episode], retry_errors: bool) -> list[BatchItem]:
@@ -128,8 +139,9 @@ async def run_eval(
     out, started = Path(out_dir), time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     check_directory(out, cfg, force)
-    save_config(public_config(cfg), out / "config.yaml")
     store, runs = RecordStore(out), plan(cfg)
+    cfg.data = data_manifests(cfg, runs)
+    save_config(public_config(cfg), out / "config.yaml")
     done = {run.key: store.load(run.key) for run in runs}
     todo = {} if report_only else {run.key: _todo(run, done[run.key], cfg.retry_errors) for run in runs}
     new = sum(len(items) for items in todo.values())

@@ -13,6 +13,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from asyncthink.config_io import to_dict
+from asyncthink.episode import Episode, EpisodeStatus
+from asyncthink.eval.compare import compare
 from asyncthink.eval.config import EvalConfig, budget_label, public_config
 from asyncthink.eval.html_view import write_episode_html
 from asyncthink.eval.plots import accuracy_vs_latency, latency_distributions
@@ -20,9 +23,6 @@ from asyncthink.eval.report import method_label, render_report
 from asyncthink.eval.stats import is_correct, metrics_of, summarize
 from asyncthink.eval.store import RecordStore, RunKey
 from asyncthink.eval.timeline import save_timeline
-
-from asyncthink.config_io import to_dict
-from asyncthink.episode import Episode, EpisodeStatus
 from asyncthink.modes import Mode
 
 
@@ -79,11 +79,31 @@ def _rel(path: Path, root: Path) -> str:
     return str(path.relative_to(root))
 
 
+PAIRED_METRICS = ("accuracy", "latency", "eta_over_capacity")
+
+
+def mode_comparisons(cfg: EvalConfig, records: dict[RunKey, list[Episode]]) -> list[dict[str, Any]]:
+    """AsyncThink against every other mode of the same task and budget, paired over problems."""
+    out = []
+    for key, eps in sorted(records.items()):
+        if not Mode(key.mode).spec.forks or not eps:
+            continue
+        for other, other_eps in sorted(records.items()):
+            if (other.task, other.budget) != (key.task, key.budget) or other == key or not other_eps:
+                continue
+            for metric in PAIRED_METRICS:
+                c = compare(other_eps, eps, metric, method_label(other.mode, budget_label(other.budget)),
+                            method_label(key.mode, budget_label(key.budget)), cfg.bootstrap, cfg.ci, cfg.seed)
+                out.append({"task": key.task} | c.to_dict())
+    return out
+
+
 def write_outputs(cfg: EvalConfig, out: Path, runs: list, done: dict[RunKey, dict[str, Episode]],
                   meta: dict[str, Any]) -> dict[str, Any]:
     """Write summary, report and plots; return the summary."""
     results, records = result_rows(cfg, runs, done, RecordStore(out))
-    summary: dict[str, Any] = {"meta": meta, "config": to_dict(public_config(cfg)), "results": results}
+    summary: dict[str, Any] = {"meta": meta, "config": to_dict(public_config(cfg)), "results": results,
+                               "comparisons": mode_comparisons(cfg, records)}
     if cfg.plots and any(records.values()):
         summary["plots"] = write_plots(cfg, out, results, records)
     (out / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

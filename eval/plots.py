@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from asyncthink.eval.stats import metrics_of
-from asyncthink.eval.store import RunKey
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from asyncthink.episode import Episode, EpisodeStatus
+from asyncthink.eval.stats import metrics_of
+from asyncthink.eval.store import RunKey
 from asyncthink.modes import Mode
 
 

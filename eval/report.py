@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from asyncthink.eval.compare import comparison_table
 from asyncthink.modes import Mode
 
 
@@ -109,8 +110,19 @@ def render_report(summary: dict[str, Any]) -> str:
     for task in dict.fromkeys(r["task"] for r in results):
         lines += [f"## {task}", "", *task_table(results, task), ""]
     lines += ["## Format errors by code (share of episodes)", "", *format_error_table(results), ""]
+    lines += _comparisons(summary.get("comparisons") or [], summary["config"]["ci"])
     lines += _plots(summary.get("plots") or {})
     return "\n".join(lines)
+
+
+def _comparisons(comparisons: list[dict[str, Any]], ci: float) -> list[str]:
+    """Paired differences (b - a) over the same problems, one table per task."""
+    if not comparisons:
+        return []
+    lines = ["## Paired differences between modes (same problems; bootstrap over problems)", ""]
+    for task in dict.fromkeys(c["task"] for c in comparisons):
+        lines += [f"### {task}", "", *comparison_table([c for c in comparisons if c["task"] == task], ci), ""]
+    return lines
 
 
 def _plots(plots: dict[str, Any]) -> list[str]:

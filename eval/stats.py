@@ -21,6 +21,7 @@ import numpy as np
 from asyncthink.episode import Episode, EpisodeStatus
 from asyncthink.metrics import episode_metrics
 
+
 def is_correct(ep: Episode) -> bool:
     return ep.score is not None and ep.score >= 1 - 1e-9
 

@@ -113,3 +113,27 @@ def test_broken_episodes_never_raise():
 def test_config_validation_quotes_values(options, bad):
     with pytest.raises(ValueError, match=bad):
         RewardConfig(**options)
+
+
+def test_one_prefill_cost_setting_the_runtimes():
+    """The reward recomputes eta with the prefill cost the episode's runtime used, so a stored and a
+    recomputed figure agree; the reward config has no second setting to disagree with."""
+    from asyncthink.envs.rewards import eta_over_capacity
+    from asyncthink.metrics import episode_metrics
+
+    ep = build_episode(TWO_WORKERS, capacity=4)
+    ep.info["runtime"] = {"prefill_cost": 2.0}
+    stored = episode_metrics(ep, 2.0)["eta_over_capacity"]
+    assert stored != episode_metrics(ep, 0.0)["eta_over_capacity"]  # the cost matters for this episode
+    assert eta_over_capacity(ep) == pytest.approx(stored)
+    ep.metrics = {"eta_over_capacity": stored}
+    assert eta_over_capacity(ep) == stored
+    with pytest.raises(TypeError):
+        RewardConfig(prefill_cost=2.0)
+
+
+def test_error_episodes_are_not_trainable():
+    from asyncthink.envs.rewards import trainable
+
+    assert not trainable(plain_episode(status=EpisodeStatus.ERROR))
+    assert trainable(plain_episode(status=EpisodeStatus.BUDGET_EXCEEDED)) and trainable(plain_episode())

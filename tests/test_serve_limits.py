@@ -188,7 +188,7 @@ class FailingEngine(ScriptedEngine):
 async def test_engine_failures_are_json_errors(kind, status, code):
     async with serving(FailingEngine(kind)) as s:
         got, body = await post(s.url, "/v1/chat/completions", chat_body())
-        assert got == status and body["error"]["code"] == code and "boom" in body["error"]["message"]
+        assert got == status and body["error"]["code"] == code and "boom" not in body["error"]["message"]
         got, text = await post(s.url, "/v1/chat/completions", chat_body(stream=True))
         assert got == 200 and f'"code":"{code}"' in text and text.rstrip().endswith("data: [DONE]")
 

@@ -37,11 +37,12 @@ from asyncthink.config_io import save_config
 from asyncthink.episode import Episode, write_jsonl
 from asyncthink.executor import EpisodeExecutor
 from asyncthink.envs import make_task
-from asyncthink.envs.rewards import episode_reward
+from asyncthink.envs.manifest import dataset_manifest
+from asyncthink.envs.rewards import RewardBreakdown, episode_reward, trainable
 from asyncthink.training.checkpoint import TrainState, latest_checkpoint, load_checkpoint, save_checkpoint
 from asyncthink.training.rl_batch import TrainRow, collate, episode_rows, group_advantages, micro_batches
 from asyncthink.training.rl_config import RLConfig
-from asyncthink.training.rl_logging import MetricsLogger, episode_stats, plot_curves
+from asyncthink.training.rl_logging import MetricsLogger, episode_stats, plot_curves, signal_stats
 from asyncthink.training.rl_loss import LossParts, policy_loss, token_logprobs
 
 
@@ -69,9 +70,11 @@ class GRPOTrainer:
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.learning_rate,
                                            weight_decay=cfg.weight_decay)
         warmup = max(1, cfg.warmup_steps)
+        # stepped once per RL step (not per optimizer update): warmup_steps counts RL steps
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: min(1.0, (s + 1) / warmup))
         self.task = make_task(cfg.task, **cfg.task_options)
         self.problems = self.task.dataset(cfg.split, n=cfg.dataset_size, seed=cfg.seed)
+        cfg.data = dataset_manifest(cfg.task, cfg.task_options, cfg.split, self.problems)  # -> config.yaml
         self.state = TrainState()
         self.logger = MetricsLogger(cfg.out, cfg.tensorboard, enabled=self.acc.is_main_process)
         self.engine: Any = None
@@ -125,24 +128,41 @@ class GRPOTrainer:
         return await run_batch(self.executor, items, self.cfg.max_in_flight, progress=self.cfg.progress
                                and self.acc.is_main_process, description=f"rollouts step {step}")
 
-    def score(self, episodes: list[Episode]) -> list[float]:
-        for ep in episodes:
-            ep.reward = episode_reward(ep, self.cfg.rewards).total
-        return [ep.reward for ep in episodes]
+    def score(self, episodes: list[Episode]) -> list[RewardBreakdown]:
+        breakdowns = [episode_reward(ep, self.cfg.rewards) for ep in episodes]
+        for ep, b in zip(episodes, breakdowns, strict=True):
+            ep.reward = b.total
+        return breakdowns
 
-    def advantages(self, rewards: list[float]) -> list[float]:
-        return group_advantages(rewards, self.cfg.group_size, normalize_std=self.cfg.advantage == "std")
+    def advantages(self, episodes: list[Episode], rewards: list[float]) -> list[float | None]:
+        """Group advantages over the trainable episodes; None for an infrastructure failure (dropped)."""
+        return group_advantages(rewards, self.cfg.group_size, normalize_std=self.cfg.advantage == "std",
+                                keep=[trainable(ep) for ep in episodes])
 
-    def update(self, episodes: list[Episode], advantages: list[float]) -> dict[str, float]:
-        """``updates_per_step`` optimizer updates over the step's rows; returns loss statistics."""
-        rows = [r for i, (ep, a) in enumerate(zip(episodes, advantages, strict=True)) for r in episode_rows(ep, a, i)]
+    def check_errors(self, episodes: list[Episode]) -> None:
+        """Stop the run when more than ``max_error_fraction`` of the step (all processes) failed."""
+        failed = [ep for ep in episodes if not trainable(ep)]
+        n_failed, n = self._global_sum(len(failed)), self._global_sum(len(episodes))
+        if n_failed > self.cfg.max_error_fraction * n:
+            first = failed[0].error if failed else "on another process"
+            raise RuntimeError(f"step {self.state.step}: {n_failed:.0f} of {n:.0f} episodes ended in an "
+                               f"infrastructure error, more than max_error_fraction={self.cfg.max_error_fraction}; "
+                               f"first: {first}")
+
+    def update(self, episodes: list[Episode], advantages: list[float | None]) -> dict[str, float]:
+        """``updates_per_step`` optimizer updates over the step's trained rows; returns loss statistics."""
+        rows = [r for i, (ep, a) in enumerate(zip(episodes, advantages, strict=True)) if a is not None
+                for r in episode_rows(ep, a, i)]
         self.model.train()
-        old = self._old_logprobs(rows) if self.cfg.updates_per_step > 1 else None
-        totals: dict[str, float] = {}
-        for k in range(self.cfg.updates_per_step):
-            part = [r for r in rows if r.episode % self.cfg.updates_per_step == k]
+        n = self.cfg.updates_per_step
+        parts = [[r for r in rows if r.episode % n == k] for k in range(n)]
+        # old logprobs from the very micro-batches the loss will use, so the first update's ratio is exactly 1
+        old = {key: v for part in parts for key, v in self._old_logprobs(part).items()} if n > 1 else None
+        totals: dict[str, float] = {f"trained_tokens/{role}": self._global_sum(sum(
+            sum(r.loss_mask) for r in rows if _role(r) == role)) for role in ("organizer", "worker")}
+        for part in parts:
             for key, value in self._optimizer_step(part, old).items():
-                totals[key] = totals.get(key, 0.0) + value / self.cfg.updates_per_step
+                totals[key] = totals.get(key, 0.0) + value / n
         return totals
 
     def _optimizer_step(self, rows: list[TrainRow], old: dict[int, torch.Tensor] | None) -> dict[str, float]:
@@ -165,12 +185,14 @@ class GRPOTrainer:
     def _loss(self, rows: list[TrainRow], old: dict[int, torch.Tensor] | None) -> LossParts:
         batch = collate(rows, self.tokenizer.pad_token_id or 0).to(self.acc.device)
         temperature = self.cfg.runtime.temperature
+        # policy, old and reference logprobs all under the same autocast: with bf16 on, the ratio is exactly 1
+        # and the KL exactly 0 before any update
         with self.acc.autocast():
             logp = token_logprobs(self.model, batch, temperature)
         old_logp = _stack(old, rows, logp) if old is not None else None
         ref_logp = None
         if self.ref is not None:
-            with torch.no_grad():
+            with torch.no_grad(), self.acc.autocast():
                 ref_logp = token_logprobs(self.ref, batch, temperature)
         c = self.cfg
         return policy_loss(logp, batch, old_logp, ref_logp, c.clip_low, c.clip_high, c.tis_cap, c.kl_coef)
@@ -180,7 +202,8 @@ class GRPOTrainer:
         out = {}
         for batch_rows in micro_batches(rows, self.cfg.micro_batch_tokens):
             batch = collate(batch_rows, self.tokenizer.pad_token_id or 0).to(self.acc.device)
-            logp = token_logprobs(self.model, batch, self.cfg.runtime.temperature)
+            with self.acc.autocast():
+                logp = token_logprobs(self.model, batch, self.cfg.runtime.temperature)
             for k, r in enumerate(batch_rows):
                 out[id(r)] = logp[k, : len(r.ids) - 1].clone()
         return out
@@ -198,7 +221,6 @@ class GRPOTrainer:
     def _clip_and_step(self) -> float:
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.max_grad_norm or float("inf"))
         self.optimizer.step()
-        self.scheduler.step()
         return float(norm)
 
     def _global_sum(self, value: float) -> float:
@@ -232,13 +254,21 @@ class GRPOTrainer:
 
     async def run_step(self) -> None:
         t0 = time.perf_counter()
+        self._lr_used = self.scheduler.get_last_lr()[0]  # the step's rate (the scheduler moves on before logging)
         episodes = await self.generate(self.step_problems())
         t_rollout = time.perf_counter() - t0
-        rewards = self.score(episodes)
-        advantages = self.advantages(rewards)
+        breakdowns = self.score(episodes)
+        advantages = self.advantages(episodes, [b.total for b in breakdowns])
+        signal = signal_stats(breakdowns, advantages, self.cfg.group_size, self.cfg.rewards.tau)
+        try:
+            self.check_errors(episodes)
+        except RuntimeError:
+            self.log(episodes, signal, t_rollout, time.perf_counter() - t0)  # the failing step is on record
+            raise
         loss_stats = self.update(episodes, advantages)
+        self.scheduler.step()
         await self.sync_weights()
-        self.log(episodes, loss_stats, t_rollout, time.perf_counter() - t0)
+        self.log(episodes, {**signal, **loss_stats}, t_rollout, time.perf_counter() - t0)
         self.state.step += 1
         self.state.data_position += self.cfg.prompts_per_step
         if self.state.step % self.cfg.save_every == 0 or self.state.step == self.cfg.max_steps:
@@ -249,9 +279,11 @@ class GRPOTrainer:
         local = {k: v for k, v in stats.items() if "/" not in k}
         merged = {k: self._global_sum(v) / self.acc.num_processes for k, v in local.items()}
         merged["generated_tokens"] = self._global_sum(stats["generated_tokens"])
-        codes = {k: v for k, v in stats.items() if "/" in k}
+        # counts are summed over processes (a code absent on this rank but present on another is missed
+        # on multi-process runs: the keys are not agreed first)
+        counts = {k: self._global_sum(v) if k.startswith("status/") else v for k, v in stats.items() if "/" in k}
         self.logger.log(self.state.step, {
-            **merged, **codes, **loss_stats, "lr": self.scheduler.get_last_lr()[0],
+            **merged, **counts, **loss_stats, "lr": self._lr_used,
             "tokens_per_s": merged["generated_tokens"] / max(t_rollout, 1e-9), "rollout_s": t_rollout,
             "step_s": t_step, "episodes": float(self._global_sum(len(episodes))),
         })
@@ -277,6 +309,10 @@ class GRPOTrainer:
         self.logger.close()
         self.acc.wait_for_everyone()
         return final
+
+
+def _role(row: TrainRow) -> str:
+    return "organizer" if "." not in row.row_id else "worker"  # workers are "0.1", "0.1.2", ...
 
 
 def _stack(old: dict[int, torch.Tensor], rows: list[TrainRow], like: torch.Tensor) -> torch.Tensor:

@@ -18,15 +18,27 @@ from asyncthink.episode import Episode
 
 
 def group_advantages(rewards: list[float], group_size: int, normalize_std: bool = True,
-                     eps: float = 1e-4) -> list[float]:
-    """``(R - mean_G) / (std_G + eps)`` (or ``R - mean_G``) for consecutive groups of ``group_size``."""
+                     eps: float = 1e-4, keep: list[bool] | None = None) -> list[float | None]:
+    """``(R - mean_G) / (std_G + eps)`` (or ``R - mean_G``) for consecutive groups of ``group_size``.
+
+    ``keep[k]`` False drops episode k (an infrastructure failure): its advantage is None, and its group's
+    mean and std are taken over the kept episodes only. A group with fewer than two kept episodes has no
+    relative signal: all of it is dropped.
+    """
     if len(rewards) % group_size:
         raise ValueError(f"{len(rewards)} rewards do not split into groups of {group_size}")
-    out = []
+    keep = [True] * len(rewards) if keep is None else keep
+    out: list[float | None] = []
     for g in range(0, len(rewards), group_size):
-        group = torch.tensor(rewards[g : g + group_size], dtype=torch.float64)
-        centred = group - group.mean()
-        out += (centred / (group.std(unbiased=False) + eps) if normalize_std else centred).tolist()
+        kept = [k for k in range(g, g + group_size) if keep[k]]
+        values = torch.tensor([rewards[k] for k in kept], dtype=torch.float64)
+        if len(kept) < 2:
+            out += [None] * group_size
+            continue
+        centred = values - values.mean()
+        adv = (centred / (values.std(unbiased=False) + eps) if normalize_std else centred).tolist()
+        by_index = dict(zip(kept, adv, strict=True))
+        out += [by_index.get(k) for k in range(g, g + group_size)]
     return out
 
 

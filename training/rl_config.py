@@ -42,7 +42,8 @@ class RLConfig:
     learning_rate: float = 1e-5
     """AdamW learning rate (constant after warmup)."""
     warmup_steps: int = 0
-    """Linear warmup steps."""
+    """Linear warmup, in RL steps (whatever ``updates_per_step``): step s trains at ``min(1, (s + 1) / warmup)``
+    of the learning rate."""
     weight_decay: float = 0.0
     """AdamW weight decay."""
     max_grad_norm: float = 1.0
@@ -59,6 +60,10 @@ class RLConfig:
     """Weight of the k3 KL to the initial model; 0 skips the reference model."""
     advantage: str = "std"
     """``std``: (R - mean) / (std + eps) per group; ``mean``: R - mean (no std normalisation)."""
+    max_error_fraction: float = 0.1
+    """Stop the run when more than this share of a step's episodes end in an infrastructure error (status
+    ``error``). Such episodes are never trained (their group is renormalised without them); this bounds how
+    much of a step may silently go missing."""
     micro_batch_tokens: int = 16384
     """Padded tokens per forward/backward micro-batch (memory bound)."""
     max_in_flight: int = 64
@@ -79,6 +84,9 @@ class RLConfig:
     """Also log to TensorBoard when it is installed."""
     progress: bool = True
     """Show progress bars."""
+    data: dict[str, Any] = field(default_factory=dict)
+    """Written by the run into its resolved config, not read: the training problems' size, source(s) and
+    SHA-256 (``envs.manifest.dataset_manifest``), so a result says what it was trained on."""
 
     def __post_init__(self) -> None:
         self.runtime.mode = Mode(self.runtime.mode)
@@ -97,7 +105,11 @@ class RLConfig:
             (self.updates_per_step >= 1, f"updates_per_step must be >= 1, got {self.updates_per_step}"),
             (self.save_every >= 1, f"save_every must be >= 1, got {self.save_every}"),
             (0 <= self.clip_low < 1 and self.clip_high >= 0, f"bad clip range {self.clip_low}, {self.clip_high}"),
+            (0 <= self.max_error_fraction <= 1, f"max_error_fraction must be in [0, 1], got {self.max_error_fraction}"),
+            (self.warmup_steps >= 0, f"warmup_steps must be >= 0, got {self.warmup_steps}"),
         ]
         for ok, message in checks:
             if not ok:
                 raise ValueError(message)
+        if rt.mode.spec.forks:
+            self.rewards.check_capacity(rt.capacity)

@@ -8,9 +8,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from asyncthink.envs.rewards import RewardBreakdown
 from rich.console import Console
 
-from asyncthink.episode import Episode
+from asyncthink.episode import Episode, EpisodeStatus
 
 CURVES = [("reward", "reward"), ("accuracy", "accuracy"), ("eta_over_capacity", "eta / capacity"),
           ("latency", "critical-path latency"), ("format_error_rate", "format error rate"),
@@ -18,7 +19,7 @@ CURVES = [("reward", "reward"), ("accuracy", "accuracy"), ("eta_over_capacity", 
 
 
 def episode_stats(episodes: list[Episode]) -> dict[str, float]:
-    """Means over a step's episodes, with the format error rate split by code."""
+    """Means over a step's episodes, and counts: ``status/<status>`` and ``format_error/<code>``."""
     n = max(1, len(episodes))
 
     def mean(values) -> float:
@@ -26,6 +27,7 @@ def episode_stats(episodes: list[Episode]) -> dict[str, float]:
         return sum(values) / max(1, len(values))
 
     codes = collections.Counter(code for ep in episodes for code in set(ep.error_codes))
+    statuses = collections.Counter(str(ep.status) for ep in episodes)
     stats = {
         "reward": mean(ep.reward or 0.0 for ep in episodes),
         "accuracy": mean(ep.score or 0.0 for ep in episodes),
@@ -34,10 +36,48 @@ def episode_stats(episodes: list[Episode]) -> dict[str, float]:
         "latency": mean(ep.metrics.get("latency", 0.0) for ep in episodes),
         "forks": mean(ep.metrics.get("forks", 0.0) for ep in episodes),
         "generated_tokens": float(sum(ep.metrics.get("total_tokens", 0.0) for ep in episodes)),
-        "engine_errors": float(sum(1 for ep in episodes if ep.status == "error")),
     }
-    stats.update({f"format_error/{code}": count / n for code, count in sorted(codes.items())})
+    stats.update({f"status/{s}": float(statuses.get(str(s), 0)) for s in EpisodeStatus})
+    stats.update({f"format_error/{code}": float(count) for code, count in sorted(codes.items())})
     return stats
+
+
+def signal_stats(breakdowns: list[RewardBreakdown], advantages: list[float | None], group_size: int,
+                 tau: float) -> dict[str, float]:
+    """Does the step carry signal? Over the trained episodes: the share whose ``eta / capacity`` reached the
+    concurrency cap ``tau``, the mean within-group spread (std) of ``R_concurrency`` and of the advantage, and
+    the share of groups whose advantages are all 0 (nothing learned from them)."""
+    kept = [k for k, a in enumerate(advantages) if a is not None]
+    groups = [[k for k in range(g, g + group_size) if advantages[k] is not None]
+              for g in range(0, len(advantages), group_size)]
+    groups = [g for g in groups if g]
+
+    def spread(values: list[float]) -> float:
+        mu = sum(values) / len(values)
+        return (sum((v - mu) ** 2 for v in values) / len(values)) ** 0.5
+
+    def mean(values: list[float]) -> float:
+        return sum(values) / max(1, len(values))
+
+    return {
+        "at_concurrency_cap": mean([float(breakdowns[k].eta_over_capacity >= tau) for k in kept]),
+        "concurrency_reward_spread": mean([spread([breakdowns[k].concurrency for k in g]) for g in groups]),
+        "advantage_spread": mean([spread([advantages[k] for k in g]) for g in groups]),
+        "groups_without_signal": mean([float(all(abs(advantages[k]) < 1e-9 for k in g)) for g in groups]),
+        "dropped_episodes": float(len(advantages) - len(kept)),
+    }
+
+
+def console_line(step: int, m: dict[str, float]) -> str:
+    """One line per step: outcomes first (status counts, format errors by code), then signal, then loss."""
+    codes = ",".join(f"{k.split('/', 1)[1]}:{v:.0f}" for k, v in m.items() if k.startswith("format_error/") and v)
+    status = (f"ok={m.get('status/ok', 0):.0f} format_error={m.get('status/format_error', 0):.0f}"
+              f"+budget={m.get('status/budget_exceeded', 0):.0f}" + (f" ({codes})" if codes else "")
+              + f" error={m.get('status/error', 0):.0f}")
+    shown = ("reward", "accuracy", "eta_over_capacity", "at_concurrency_cap", "concurrency_reward_spread",
+             "advantage_spread", "trained_tokens/organizer", "trained_tokens/worker", "latency", "forks", "loss",
+             "kl", "clip_fraction", "tokens_per_s", "step_s")
+    return f"[bold]step {step}[/] {status}  " + "  ".join(f"{k}={m[k]:.3g}" for k in shown if k in m)
 
 
 class MetricsLogger:
@@ -57,10 +97,7 @@ class MetricsLogger:
         if self.tb is not None:
             for key, value in metrics.items():
                 self.tb.add_scalar(key, value, step)
-        shown = ("reward", "accuracy", "format_error_rate", "eta_over_capacity", "latency", "forks", "loss",
-                 "kl", "clip_fraction", "tokens_per_s", "step_s")
-        self.console.print(f"[bold]step {step}[/] " + "  ".join(
-            f"{k}={metrics[k]:.3g}" for k in shown if k in metrics))
+        self.console.print(console_line(step, metrics))
 
     def close(self) -> None:
         if self.tb is not None:

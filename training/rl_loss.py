@@ -8,7 +8,10 @@ For each trained token with advantage ``A``:
     loss_token = -w * surrogate + kl_coef * k3(logp_ref, logp)
 
 ``logp`` is computed at the rollout temperature, so it is the distribution the
-engine sampled from. The function returns the *sum* over trained tokens; the
+engine sampled from. ``clipped`` counts the tokens whose clip binds: ratio above
+``1 + clip_high`` with ``A > 0``, or below ``1 - clip_low`` with ``A < 0``
+(elsewhere the unclipped term is the minimum and the token still has gradient).
+The function returns the *sum* over trained tokens; the
 trainer divides by the token count of the whole batch (token mean).
 """
 
@@ -64,7 +67,8 @@ def policy_loss(
         delta = ref_logp_BT - logp_BT
         kl = torch.exp(delta) - delta - 1
         per_token = per_token + kl_coef * kl
-    clipped = ((ratio < 1 - clip_low) | (ratio > 1 + clip_high)).float()
+    # the clip binds (zero gradient) only on the side the advantage pushes towards
+    clipped = (((ratio > 1 + clip_high) & (adv > 0)) | ((ratio < 1 - clip_low) & (adv < 0))).float()
     return LossParts(
         loss=(per_token * mask).sum(), tokens=float(mask.sum()), clipped=float((clipped * mask).sum()),
         kl=float((kl.detach() * mask).sum()), tis_weight=float((weight * mask).sum()),

@@ -46,7 +46,14 @@ def _sudoku(problem: dict[str, Any], mode: str, rng: random.Random, opts: Topolo
     return None if t is None else (t.organizer, {t.subqueries[k]: t.workers[k] for k in t.workers}, t.topology)
 
 
-SYNTHESIZERS: dict[str, Synthesizer] = {"countdown": _countdown, "sudoku": _sudoku}
+def _math_gen(problem: dict[str, Any], mode: str, rng: random.Random, opts: TopologyOptions):
+    from asyncthink.training import synth_math as sm
+
+    t = sm.asyncthink_trace(problem, rng, opts) if mode == Mode.ASYNCTHINK else sm.sequential_trace(problem)
+    return t.organizer, {t.subqueries[k]: t.workers[k] for k in t.workers}, t.topology
+
+
+SYNTHESIZERS: dict[str, Synthesizer] = {"countdown": _countdown, "sudoku": _sudoku, "math_gen": _math_gen}
 
 
 @dataclass
@@ -56,7 +63,8 @@ class SynthConfig:
     tokenizer: str = ""
     """Model folder (or name) whose tokenizer and chat template build the rows."""
     task: str = "countdown"
-    """Task name (``countdown`` or ``sudoku``; math uses teacher mode, ``asyncthink train teacher``)."""
+    """Task name (``countdown``, ``sudoku`` or ``math_gen``; math datasets use teacher mode,
+    ``asyncthink train teacher``)."""
     task_options: dict[str, Any] = field(default_factory=dict)
     """Options of ``make_task(task, ...)`` (difficulty)."""
     split: str = "train"

@@ -38,6 +38,10 @@ class Engine(ABC):
         """Replace the served weights (RL weight sync) and drop cached prefixes."""
         raise EngineError(EngineErrorKind.BAD_REQUEST, f"the {self.kind} engine cannot load weights")
 
+    async def ready(self) -> bool:
+        """Whether the engine can serve requests now (a server's ``/health`` reports it)."""
+        return True
+
     async def close(self) -> None:  # noqa: B027 - engines without resources need not override it
         """Abort in-flight requests and release processes, sessions and memory."""
 

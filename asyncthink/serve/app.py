@@ -26,9 +26,11 @@ from asyncthink.engines.base import Engine
 from asyncthink.engines.types import EngineErrorKind
 from asyncthink.episode import Episode, EpisodeStatus
 from asyncthink.executor import EpisodeExecutor, TextDelta
+from asyncthink.prompts import organizer_messages, render, sequential_messages
 from asyncthink.serve.admission import Admission
 from asyncthink.serve.config import ServeConfig
-from asyncthink.serve.errors import ApiError, error_middleware
+from asyncthink.serve.connections import ConnectionGuard
+from asyncthink.serve.errors import ApiError, auth_middleware, error_middleware
 from asyncthink.serve.responses import ResponseShape
 from asyncthink.serve.schema import ApiKind, EpisodeRequest, RequestParser, decode_json
 from asyncthink.serve.streaming import END, SSE_HEADERS, StreamEncoder, next_events
@@ -38,6 +40,11 @@ logger = logging.getLogger(__name__)
 # A write that leaves the transport's buffer this far below asyncio's pause point (64 KiB) cannot wait on the
 # client, so it skips the write timeout, which costs more than the write itself at one chunk per token.
 NO_WAIT_BYTES = 16 * 1024
+OFF_LOOP_CHARS = 16_384  # longer questions are tokenized in a thread, so other requests keep streaming
+ENGINE_ERRORS = {  # engine failure kind -> (status, code) a client sees; details go to the log only
+    EngineErrorKind.TIMEOUT: (504, "engine_timeout"),
+    EngineErrorKind.CONNECTION: (502, "engine_unavailable"),
+}
 EXECUTOR_CACHE = 32  # executors keep per-tokenizer tag caches: reuse them across requests with equal settings
 
 
@@ -50,6 +57,7 @@ class Server:
         self.admission = Admission(config.limits)
         self.eos = getattr(engine.tokenizer, "eos_token", None)
         self._executors: OrderedDict[str, EpisodeExecutor] = OrderedDict()
+        self.connections = ConnectionGuard(config.limits)
 
     # ------------------------------------------------------------ routes
 
@@ -69,9 +77,12 @@ class Server:
         return web.json_response(self._model_card())
 
     async def health(self, request: web.Request) -> web.Response:
+        """200 only when this server admits requests and its engine can serve them (a frozen upstream is 503)."""
         adm = self.admission
-        body = {"status": "draining" if adm.draining else "ok", "running": adm.running, "queued": adm.waiting}
-        return web.json_response(body, status=503 if adm.draining else 200)
+        ready = await self.engine.ready()
+        status = "draining" if adm.draining else "ok" if ready else "engine_unavailable"
+        body = {"status": status, "engine_ready": ready, "running": adm.running, "queued": adm.waiting}
+        return web.json_response(body, status=200 if status == "ok" else 503)
 
     def _model_card(self) -> dict[str, Any]:
         return {"id": self.model_name, "object": "model", "created": 0, "owned_by": "asyncthink",
@@ -81,7 +92,12 @@ class Server:
 
     async def _complete(self, request: web.Request, kind: ApiKind) -> web.StreamResponse:
         self.admission.check_open()
-        req = self.parser.parse(kind, decode_json(await self._read_body(request)))
+        raw = await self._read_body(request)
+        if request.content_type != "application/json":  # not form or text bodies that happen to parse
+            raise ApiError(415, f"the body must be JSON (Content-Type: application/json), got {request.content_type!r}",
+                           "unsupported_media_type")
+        req = self.parser.parse(kind, decode_json(raw))
+        await self._check_context(req)  # before a stream starts: a 400, not a 200 that ends in an error event
         shape = ResponseShape.new(kind, req.model)
         async with self.admission.slot():
             if req.stream:
@@ -103,6 +119,17 @@ class Server:
         except TimeoutError:
             raise ApiError(408, f"the request body took longer than {limits.body_timeout_s:g}s",
                            "request_timeout") from None
+
+    async def _check_context(self, req: EpisodeRequest) -> None:
+        limit = self.engine.max_model_len
+        if not limit:
+            return
+        big = len(req.question) > OFF_LOOP_CHARS
+        tokens = len(await asyncio.to_thread(_top_prompt, self.engine.tokenizer, req) if big
+                     else _top_prompt(self.engine.tokenizer, req))
+        if tokens >= limit:
+            raise ApiError(400, f"the prompt is {tokens} tokens; the model's context is {limit}",
+                           "context_length_exceeded", "messages")
 
     async def _run(self, req: EpisodeRequest, shape: ResponseShape) -> Episode:
         task = self._launch(req, shape.id)
@@ -162,10 +189,14 @@ class Server:
 
     # ------------------------------------------------------------ lifecycle
 
+    async def on_startup(self, app: web.Application) -> None:
+        self.connections.start()
+
     async def on_shutdown(self, app: web.Application) -> None:
         await self.admission.drain(self.config.shutdown_grace_s)
 
     async def on_cleanup(self, app: web.Application) -> None:
+        await self.connections.stop()
         if self.owns_engine:
             await self.engine.close()
 
@@ -174,10 +205,20 @@ def engine_failure(ep: Episode) -> ApiError | None:
     """How an episode that failed in the engine is reported (None if it did not)."""
     if ep.status != EpisodeStatus.ERROR:
         return None
+    logger.warning("episode %s failed in the engine: %s", ep.episode_id, ep.error)
     if ep.error_kind == EngineErrorKind.CONTEXT_LENGTH:
-        return ApiError(400, f"the question does not fit the model's context: {ep.error}",
-                        "context_length_exceeded", "messages")
-    return ApiError(500, f"the engine failed: {ep.error}", "engine_error")
+        return ApiError(400, "the question does not fit the model's context", "context_length_exceeded", "messages")
+    kind = EngineErrorKind(ep.error_kind) if ep.error_kind in set(EngineErrorKind) else None
+    status, code = ENGINE_ERRORS.get(kind, (500, "engine_error"))
+    return ApiError(status, f"the engine failed ({kind or 'internal'}); see the server log", code)
+
+
+def _top_prompt(tokenizer: Any, req: EpisodeRequest) -> list[int]:
+    """The ids of the organizer's (or each trace's) prompt, as the executor renders them (no task instruction)."""
+    rt = req.runtime
+    messages = organizer_messages(rt.prompts, req.question, "", rt.capacity) if rt.mode.spec.forks \
+        else sequential_messages(rt.prompts, req.question, "")
+    return render(tokenizer, messages, rt.prompts)
 
 
 def _without_worker_text(queue: asyncio.Queue) -> Any:
@@ -210,7 +251,8 @@ def create_app(engine: Engine, config: ServeConfig | None = None, model_name: st
     config = config or ServeConfig()
     name = config.served_model_name or model_name or getattr(engine, "model", None) or "asyncthink"
     server = Server(engine, config, name, owns_engine)
-    app = web.Application(middlewares=[error_middleware], client_max_size=config.limits.max_body_bytes)
+    middlewares = [server.connections.middleware, error_middleware, auth_middleware(config.api_key)]
+    app = web.Application(middlewares=middlewares, client_max_size=config.limits.max_body_bytes)
     app[SERVER_KEY] = server
     app.add_routes([
         web.post("/v1/chat/completions", server.chat),
@@ -219,6 +261,7 @@ def create_app(engine: Engine, config: ServeConfig | None = None, model_name: st
         web.get("/v1/models/{model:.+}", server.model),
         web.get("/health", server.health),
     ])
+    app.on_startup.append(server.on_startup)
     app.on_shutdown.append(server.on_shutdown)
     app.on_cleanup.append(server.on_cleanup)
     return app
@@ -231,6 +274,8 @@ async def start_server(app: web.Application, host: str = "127.0.0.1", port: int 
     # handler_cancellation: a client that disconnects cancels its handler, hence its episode and workers
     runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=10.0, **kwargs)
     await runner.setup()
+    assert runner.server is not None
+    app[SERVER_KEY].connections.attach(runner.server)
     try:
         site = web.TCPSite(runner, host, port)
         await site.start()

@@ -19,10 +19,10 @@ import typer
 
 def serve(
     model: str = typer.Option(None, help="Model folder or name (for --engine openai: the upstream served name)."),
-    engine: str = typer.Option("vllm", help="vllm | openai | hf"),
+    engine: str = typer.Option(None, help="vllm | openai | hf (default vllm)."),
     base_url: list[str] = typer.Option([], help="--engine openai: upstream server URL (repeat for several)."),
     tokenizer: str = typer.Option(None, help="Tokenizer folder or name (defaults to the model)."),
-    dtype: str = typer.Option("auto", help="Weights dtype for vllm and hf."),
+    dtype: str = typer.Option(None, help="Weights dtype for vllm and hf (default auto)."),
     max_model_len: int = typer.Option(None, help="Context length (defaults to the model's)."),
     served_model_name: str = typer.Option(None, help="The model name clients send (defaults to --model)."),
     host: str = typer.Option(None, help="Address to listen on (default 127.0.0.1)."),
@@ -39,6 +39,12 @@ def serve(
     config: Path = typer.Option(None, help="YAML ServeConfig file."),
     set_: list[str] = typer.Option([], "--set", help="ServeConfig override key=value (repeatable)."),
     access_log: bool = typer.Option(True, help="Log every request."),
+    api_key: str = typer.Option(None, envvar="ASYNCTHINK_API_KEY",
+                                help="Require 'Authorization: Bearer KEY' on /v1/* (as vllm serve --api-key)."),
+    connect_timeout: float = typer.Option(None, help="--engine openai: seconds to connect upstream (default 10)."),
+    read_timeout: float = typer.Option(None, help="--engine openai: seconds without upstream data (default 300)."),
+    retries: int = typer.Option(None, help="--engine openai: retries before the first token (default 3)."),
+    upstream_api_key: str = typer.Option(None, help="--engine openai: bearer token for the upstream servers."),
 ) -> None:
     """Serve /v1/chat/completions, /v1/completions, /v1/models and /health; each request runs one episode."""
     from asyncthink.config_io import load_config
@@ -50,13 +56,16 @@ def serve(
         "runtime.capacity": capacity, "runtime.max_organizer_tokens": max_tokens,
         "runtime.max_worker_tokens": max_worker_tokens, "runtime.prompts.style": prompt_style,
         "limits.max_concurrent_episodes": max_concurrent, "limits.max_queued": max_queued,
-        "limits.max_body_bytes": max_body_bytes, "limits.max_tokens": max_tokens_limit,
+        "limits.max_body_bytes": max_body_bytes, "limits.max_tokens": max_tokens_limit, "api_key": api_key,
+        "engine.connect_timeout_s": connect_timeout, "engine.read_timeout_s": read_timeout,
+        "engine.retries": retries, "engine.api_key": upstream_api_key,
     }
     overrides = [*set_, *(f"{k}={json.dumps(v)}" for k, v in flags.items() if v is not None)]
     try:
         cfg = load_config(ServeConfig, config, overrides)
-        engine_cfg = EngineConfig(kind=engine, model=model, base_urls=base_url, tokenizer=tokenizer, dtype=dtype,
-                                  max_model_len=max_model_len)
+        given = {"kind": engine, "model": model, "base_urls": base_url, "tokenizer": tokenizer, "dtype": dtype,
+                 "max_model_len": max_model_len}
+        engine_cfg = EngineConfig(**{**cfg.engine, **{k: v for k, v in given.items() if v not in (None, [])}})
     except (ValueError, TypeError) as exc:
         raise typer.BadParameter(str(exc)) from exc
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

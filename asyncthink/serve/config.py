@@ -9,7 +9,9 @@ YAML plus ``key=value`` overrides, e.g. ``limits.max_concurrent_episodes=32``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
+from asyncthink.config_io import require
 from asyncthink.runtime_config import RuntimeConfig
 
 
@@ -43,16 +45,20 @@ class ServeLimits:
     """Deepest recursion a request may ask for (0 = workers never fork)."""
     max_wall_time_s: float = 600.0
     """Wall-clock limit of every episode; a request may ask for less, never more."""
+    header_timeout_s: float = 10.0
+    """Seconds a connection may take to send a complete request head, from opening or from its last response."""
+    max_idle_connections: int = 256
+    """Open connections without a request in progress; past this the oldest idle one is closed."""
 
     def __post_init__(self) -> None:
         positive = ["max_concurrent_episodes", "max_body_bytes", "max_tokens", "max_worker_tokens",
                     "max_capacity", "max_parallel_traces", "queue_timeout_s", "body_timeout_s",
-                    "write_timeout_s", "max_wall_time_s"]
+                    "write_timeout_s", "max_wall_time_s", "header_timeout_s", "max_idle_connections"]
         for name in positive:
-            _check(getattr(self, name) > 0, f"limits.{name} must be > 0, got {getattr(self, name)!r}")
+            require((getattr(self, name) > 0, f"limits.{name} must be > 0, got {getattr(self, name)!r}"))
         for name in ("max_queued", "max_forks", "max_depth"):
-            _check(getattr(self, name) >= 0, f"limits.{name} must be >= 0, got {getattr(self, name)!r}")
-        _check(self.max_capacity >= 2, f"limits.max_capacity must be >= 2, got {self.max_capacity!r}")
+            require((getattr(self, name) >= 0, f"limits.{name} must be >= 0, got {getattr(self, name)!r}"))
+        require((self.max_capacity >= 2, f"limits.max_capacity must be >= 2, got {self.max_capacity!r}"))
 
 
 @dataclass
@@ -72,16 +78,22 @@ class ServeConfig:
     """What a request may ask for, and admission control."""
     shutdown_grace_s: float = 30.0
     """At shutdown, in-flight episodes get this long to finish; the rest are cancelled (503 to their clients)."""
+    api_key: str | None = None
+    """When set, ``/v1/*`` requests need ``Authorization: Bearer <api_key>`` (401 otherwise); ``/health`` stays open."""
+    engine: dict[str, Any] = field(default_factory=dict)
+    """``EngineConfig`` fields for the engine, e.g. ``read_timeout_s``, ``connect_timeout_s``, ``retries`` of the
+    HTTP engine; command-line flags override them."""
 
     def __post_init__(self) -> None:
         if isinstance(self.runtime, dict):
             self.runtime = RuntimeConfig(**self.runtime)
         if isinstance(self.limits, dict):
             self.limits = ServeLimits(**self.limits)
-        _check(0 <= self.port <= 65535, f"port must be in 0..65535, got {self.port!r}")
-        _check(self.shutdown_grace_s >= 0, f"shutdown_grace_s must be >= 0, got {self.shutdown_grace_s!r}")
-        _check(self.served_model_name is None or bool(self.served_model_name.strip()),
-               f"served_model_name must not be blank, got {self.served_model_name!r}")
+        require((0 <= self.port <= 65535, f"port must be in 0..65535, got {self.port!r}"))
+        require((self.shutdown_grace_s >= 0, f"shutdown_grace_s must be >= 0, got {self.shutdown_grace_s!r}"))
+        require((self.api_key is None or bool(self.api_key), "api_key must not be empty"))
+        require((self.served_model_name is None or bool(self.served_model_name.strip()),
+               f"served_model_name must not be blank, got {self.served_model_name!r}"))
         self._check_defaults_within_limits()
 
     def _check_defaults_within_limits(self) -> None:
@@ -95,12 +107,8 @@ class ServeConfig:
             ("max_depth", rt.max_depth, "max_depth", lim.max_depth),
         ]
         for name, value, limit_name, limit in pairs:
-            _check(value <= limit, f"runtime.{name}={value!r} exceeds limits.{limit_name}={limit!r}")
+            require((value <= limit, f"runtime.{name}={value!r} exceeds limits.{limit_name}={limit!r}"))
         wall = rt.wall_time_s
-        _check(wall is None or wall <= lim.max_wall_time_s,
-               f"runtime.wall_time_s={wall!r} exceeds limits.max_wall_time_s={lim.max_wall_time_s!r}")
+        require((wall is None or wall <= lim.max_wall_time_s,
+               f"runtime.wall_time_s={wall!r} exceeds limits.max_wall_time_s={lim.max_wall_time_s!r}"))
 
-
-def _check(ok: bool, message: str) -> None:
-    if not ok:
-        raise ValueError(message)

@@ -9,6 +9,7 @@ model or route (404), wrong method (405), slow body (408), body too large
 
 from __future__ import annotations
 
+import hmac
 import logging
 from typing import Any
 
@@ -16,9 +17,10 @@ from aiohttp import web
 
 logger = logging.getLogger(__name__)
 
-_TYPES = {400: "invalid_request_error", 404: "not_found_error", 405: "invalid_request_error",
-          408: "timeout_error", 413: "invalid_request_error", 429: "rate_limit_error",
-          503: "service_unavailable_error"}
+_TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",
+          405: "invalid_request_error",
+          408: "timeout_error", 413: "invalid_request_error", 415: "invalid_request_error",
+          429: "rate_limit_error", 503: "service_unavailable_error"}
 
 
 class ApiError(Exception):
@@ -61,3 +63,19 @@ async def error_middleware(request: web.Request, handler: Any) -> web.StreamResp
     except Exception:  # a bug: logged with its traceback, reported without it
         logger.exception("unhandled error serving %s %s", request.method, request.path)
         return ApiError(500, "internal server error", "internal_error").response()
+
+
+def auth_middleware(api_key: str | None) -> Any:
+    """With a key, ``/v1/*`` needs ``Authorization: Bearer <key>`` (compared in constant time); else 401."""
+    expected = f"Bearer {api_key}".encode() if api_key else None
+
+    @web.middleware
+    async def check(request: web.Request, handler: Any) -> web.StreamResponse:
+        if expected is not None and request.path.startswith("/v1/"):
+            given = request.headers.get("Authorization", "").encode("utf-8", "replace")
+            if not hmac.compare_digest(given, expected):
+                raise ApiError(401, "a valid API key is required (Authorization: Bearer ...)", "invalid_api_key",
+                               headers={"WWW-Authenticate": "Bearer"})
+        return await handler(request)
+
+    return check

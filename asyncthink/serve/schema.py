@@ -74,6 +74,8 @@ def decode_json(raw: bytes) -> dict[str, Any]:
         body = json.loads(raw)
     except (UnicodeDecodeError, ValueError) as exc:
         raise ApiError(400, f"the request body is not valid JSON: {exc}", "invalid_json") from None
+    except RecursionError:
+        raise ApiError(400, "the request body nests too deeply", "invalid_json") from None
     if not isinstance(body, dict):
         raise ApiError(400, f"the request body must be a JSON object, got {type(body).__name__}", "invalid_json")
     return body
@@ -90,6 +92,7 @@ class RequestParser:
     def parse(self, kind: ApiKind, body: dict[str, Any]) -> EpisodeRequest:
         model = self._model(body)
         question = chat_question(body) if kind == ApiKind.CHAT else completion_question(body)
+        _check_unicode(question, "messages" if kind == ApiKind.CHAT else "prompt")
         _refuse_unsupported(body)
         extra = _object(body, "asyncthink")
         unknown = sorted(set(extra) - set(EXTRA_KEYS))
@@ -188,6 +191,14 @@ def completion_question(body: dict[str, Any]) -> str:
         raise invalid("prompt", f"'prompt' must be one string (token ids and batches are not supported), "
                                 f"got {_show(prompt)}")
     return prompt
+
+
+def _check_unicode(text: str, param: str) -> None:
+    """JSON may carry lone surrogates (``"\\ud800"``), which no tokenizer can encode: a 400, not a 500."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise invalid(param, f"'{param}' holds text that is not valid Unicode ({exc.reason} at {exc.start})") from None
 
 
 def _refuse_unsupported(body: dict[str, Any]) -> None:

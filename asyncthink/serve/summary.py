@@ -64,6 +64,7 @@ def summary(ep: Episode) -> dict[str, Any]:
         "answer": ep.answer, "error": ep.error,
         "format_errors": [{"code": str(e.code), "detail": e.detail, "row_id": e.row_id} for e in ep.format_errors],
         **{k: int(m.get(k, 0)) for k in _COUNTS},
+        **_row_tokens(ep),
         "latency": m.get("latency", 0.0), "eta": m.get("eta", 0.0),
         "eta_over_capacity": m.get("eta_over_capacity", 0.0), "wall_s": round(ep.wall_s, 6),
         "workers": [_worker(ep, r) for r in ep.rows if r.parent is not None],
@@ -71,6 +72,13 @@ def summary(ep: Episode) -> dict[str, Any]:
     if "votes" in ep.info:
         out["votes"] = ep.info["votes"]
     return out
+
+
+def _row_tokens(ep: Episode) -> dict[str, int]:
+    """Generated tokens of the top rows (the organizer, or every parallel trace) and of the workers, from the rows
+    themselves, so they add up to ``total_tokens`` in every mode."""
+    top = sum(r.generated_tokens for r in ep.rows if r.parent is None)
+    return {"organizer_tokens": top, "worker_tokens": sum(r.generated_tokens for r in ep.rows) - top}
 
 
 def _worker(ep: Episode, row: Row) -> dict[str, Any]:
