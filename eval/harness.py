@@ -19,6 +19,7 @@ are always rebuilt from the records of the planned episodes.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime
 import logging
 import subprocess
@@ -140,7 +141,7 @@ async def run_eval(
     out.mkdir(parents=True, exist_ok=True)
     check_directory(out, cfg, force)
     store, runs = RecordStore(out), plan(cfg)
-    cfg.data = data_manifests(cfg, runs)
+    cfg = dataclasses.replace(cfg, data=data_manifests(cfg, runs))  # the caller's config is left as it was
     save_config(public_config(cfg), out / "config.yaml")
     done = {run.key: store.load(run.key) for run in runs}
     todo = {} if report_only else {run.key: _todo(run, done[run.key], cfg.retry_errors) for run in runs}

@@ -83,7 +83,9 @@ async def test_one_rl_step_on_the_generated_task_changes_parameters_and_logs_sta
     gold = make_task("math_gen").dataset("train", n=1)[0]["gold"]
     outcomes = [f"<ANSWER>\\boxed{{{gold}}}</ANSWER>", "<ANSWER>\\boxed{0}</ANSWER>", "no answer",
                 f"<FORK-1>w</FORK-1><JOIN-1><ANSWER>\\boxed{{{gold}}}</ANSWER>"]
-    trainer, before = await one_step(tiny_model_dir, tmp_path, ["task=math_gen", "dataset_size=1"], outcomes)
+    # compact prompts: only the organizer's prompt says "organizer", so the fake engine tells the rows apart
+    trainer, before = await one_step(tiny_model_dir, tmp_path, ["task=math_gen", "dataset_size=1",
+                                                                "runtime.prompts={style: compact}"], outcomes)
     m = logged(trainer)
     assert changed(trainer, before) and math.isfinite(m["loss"])
     assert m["status/ok"] + m["status/format_error"] == 8 and m["status/ok"] > 0 and m["status/error"] == 0

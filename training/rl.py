@@ -279,9 +279,13 @@ class GRPOTrainer:
         local = {k: v for k, v in stats.items() if "/" not in k}
         merged = {k: self._global_sum(v) / self.acc.num_processes for k, v in local.items()}
         merged["generated_tokens"] = self._global_sum(stats["generated_tokens"])
-        # counts are summed over processes (a code absent on this rank but present on another is missed
-        # on multi-process runs: the keys are not agreed first)
-        counts = {k: self._global_sum(v) if k.startswith("status/") else v for k, v in stats.items() if "/" in k}
+        # counts are summed over processes, over the union of every process's keys (format error codes differ)
+        keys = sorted(k for k in stats if "/" in k)
+        if self.acc.num_processes > 1:
+            from accelerate.utils import gather_object
+
+            keys = sorted(set(gather_object(keys)))
+        counts = {k: self._global_sum(stats.get(k, 0.0)) for k in keys}
         self.logger.log(self.state.step, {
             **merged, **counts, **loss_stats, "lr": self._lr_used,
             "tokens_per_s": merged["generated_tokens"] / max(t_rollout, 1e-9), "rollout_s": t_rollout,

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from asyncthink.config_io import save_config
+from asyncthink.training.sft_lora import LoRAOptions
 
 
 @dataclass
@@ -55,6 +56,11 @@ class SFTRunConfig:
     """``cpu``, ``cuda`` or ``auto``."""
     check_tokenizer: bool = True
     """Refuse data tokenized with another vocabulary."""
+    tags_as_tokens: bool = True
+    """Require the protocol tags as single tokens (``train prepare``); false trains on them as text (several
+    BPE tokens each; joins then stop on the string ``<JOIN-``)."""
+    lora: LoRAOptions = field(default_factory=LoRAOptions)
+    """LoRA instead of full fine-tuning (``lora.enabled``); writes ``out/adapter`` beside the merged model."""
 
     def __post_init__(self) -> None:
         if not self.model:
@@ -99,8 +105,9 @@ def train_sft(cfg: SFTRunConfig) -> Path:
     out = Path(cfg.out)
     save_config(cfg, out / "config.yaml")
     tokenizer = AutoTokenizer.from_pretrained(cfg.model)
-    if missing_tags(tokenizer, 4):
-        raise ValueError(f"{cfg.model} lacks protocol tags as tokens; run `asyncthink train prepare` first")
+    if cfg.tags_as_tokens and missing_tags(tokenizer, 4):
+        raise ValueError(f"{cfg.model} lacks protocol tags as tokens; run `asyncthink train prepare` first "
+                         "(or set tags_as_tokens=false to train on them as text)")
     model = AutoModelForCausalLM.from_pretrained(cfg.model, dtype=torch.bfloat16 if cfg.bf16 else torch.float32)
     rows = load_rows(cfg, tokenizer)
     log_path = out / "metrics.jsonl"
@@ -120,10 +127,21 @@ def train_sft(cfg: SFTRunConfig) -> Path:
         seed=cfg.seed, bf16=cfg.bf16, use_cpu=cfg.device == "cpu" or not torch.cuda.is_available(),
         dataloader_num_workers=0, disable_tqdm=False, train_sampling_strategy="group_by_length",  # less padding
     )
-    trainer = SFTTrainer(model=model, args=args, train_dataset=rows, processing_class=tokenizer, callbacks=[_Log()])
+    peft = None
+    if cfg.lora.enabled:
+        from asyncthink.training.sft_lora import peft_config
+
+        peft = peft_config(cfg.lora, tokenizer)
+    trainer = SFTTrainer(model=model, args=args, train_dataset=rows, processing_class=tokenizer, callbacks=[_Log()],
+                         peft_config=peft)
     trainer.train()
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
+    if peft is not None:
+        from asyncthink.training.sft_lora import save_lora_run
+
+        save_lora_run(trainer.model, tokenizer, out)
+    else:
+        model.save_pretrained(out)
+        tokenizer.save_pretrained(out)
     plot_loss(log_path, out / "loss.png")
     return out
 

@@ -1,0 +1,123 @@
+"""LoRA for format SFT of pretrained models: the options, the PEFT config, saving, and rebuilding.
+
+``train sft`` with ``lora.enabled`` hands TRL's ``SFTTrainer`` a ``peft.LoraConfig`` built here. When the
+protocol tags are added tokens (``train prepare``), their embedding rows are new and must be learned, so they
+are trained too, as PEFT trainable tokens (only those rows, not the whole embedding matrix). The run writes
+the small adapter (``out/adapter/``) and the merged full checkpoint (``out/``), which every engine loads;
+``merge_adapter`` rebuilds the merged checkpoint from a base folder and a shipped adapter.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class LoRAOptions:
+    """LoRA settings of one SFT run (off by default: full fine-tuning)."""
+
+    enabled: bool = False
+    """Train a LoRA adapter instead of every weight."""
+    r: int = 16
+    """Rank of the low-rank update."""
+    alpha: int = 32
+    """Scale numerator (the update is scaled by alpha / r)."""
+    dropout: float = 0.0
+    """Dropout on the adapter's input."""
+    target_modules: list[str] = field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+    """Linear modules that get adapters (names of the Llama family)."""
+    train_tag_tokens: bool = True
+    """When the tags are added tokens, train their embedding rows too (PEFT trainable tokens)."""
+
+    def __post_init__(self) -> None:
+        if self.r < 1 or self.alpha < 1:
+            raise ValueError(f"lora.r and lora.alpha must be >= 1, got r={self.r}, alpha={self.alpha}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"lora.dropout must be in [0, 1), got {self.dropout}")
+        if not self.target_modules:
+            raise ValueError(f"lora.target_modules must name at least one module, got {self.target_modules}")
+
+
+def require_peft() -> None:
+    """Raise a clear ``ImportError`` unless ``peft`` is installed."""
+    try:
+        import peft  # noqa: F401
+    except ImportError:
+        raise ImportError("LoRA SFT needs the `peft` package: pip install 'asyncthink[train]' (or pip install peft)"
+                          ) from None
+
+
+def tag_token_ids(tokenizer: Any, max_index: int = 16) -> list[int]:
+    """Ids of the protocol tags that the tokenizer holds as single tokens."""
+    from asyncthink.protocol import protocol_tags
+
+    ids = [tokenizer.encode(t, add_special_tokens=False) for t in protocol_tags(max_index)]
+    return sorted({i[0] for i in ids if len(i) == 1})
+
+
+def peft_config(opts: LoRAOptions, tokenizer: Any) -> Any:
+    """The ``peft.LoraConfig`` for ``opts``; tag tokens become trainable rows when the tokenizer has them."""
+    require_peft()
+    from peft import LoraConfig
+
+    tags = tag_token_ids(tokenizer) if opts.train_tag_tokens else []
+    return LoraConfig(
+        r=opts.r, lora_alpha=opts.alpha, lora_dropout=opts.dropout, target_modules=list(opts.target_modules),
+        task_type="CAUSAL_LM", bias="none", trainable_token_indices={"embed_tokens": tags} if tags else None,
+    )
+
+
+def save_lora_run(model: Any, tokenizer: Any, out: Path) -> dict[str, int]:
+    """Write the adapter to ``out/adapter`` and the merged model to ``out``; return their sizes in bytes."""
+    adapter = out / "adapter"
+    model.save_pretrained(adapter)
+    tokenizer.save_pretrained(adapter)
+    merged = model.merge_and_unload()
+    merged.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    size = sum(p.stat().st_size for p in adapter.iterdir() if p.is_file())
+    return {"adapter_bytes": size}
+
+
+def merge_adapter(base: str | Path, adapter: str | Path, out: str | Path) -> Path:
+    """Rebuild a merged checkpoint: ``base`` (with the adapter's tokenizer) plus the LoRA ``adapter``.
+
+    The adapter folder carries the tokenizer it was trained with; if that tokenizer holds the protocol tags
+    as tokens and ``base`` does not, the tags are added first (as ``train prepare`` did). Written to a temporary
+    folder beside ``out`` and renamed into place.
+    """
+    require_peft()
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from asyncthink.training.model_prep import add_protocol_tokens
+
+    out = Path(out)
+    if out.exists():
+        raise FileExistsError(f"{out} already exists; choose another folder or remove it")
+    tokenizer = AutoTokenizer.from_pretrained(str(adapter))
+    model = AutoModelForCausalLM.from_pretrained(str(base), dtype=torch.float32)
+    base_tok = AutoTokenizer.from_pretrained(str(base))
+    if len(base_tok) != len(tokenizer):
+        n_tags = len(tag_token_ids(tokenizer))
+        added = add_protocol_tokens(model, base_tok, max_index=max(1, (n_tags - 4) // 4))
+        if len(base_tok) != len(tokenizer) or base_tok.get_vocab() != tokenizer.get_vocab():
+            raise ValueError(f"the adapter's tokenizer ({len(tokenizer)} tokens) is not {base} plus the protocol "
+                             f"tags ({len(base_tok)} tokens after adding {added}); wrong base model?")
+    merged = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.merge-", dir=out.parent))
+    try:
+        merged.save_pretrained(work / "model")
+        tokenizer.save_pretrained(work / "model")
+        os.replace(work / "model", out)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return out
