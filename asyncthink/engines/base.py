@@ -72,7 +72,7 @@ def clamp_to_context(request: GenerateRequest, max_model_len: int) -> SamplingPa
 
 
 async def generate_all(engine: Engine, request: GenerateRequest) -> tuple[list[int], list[float], Final]:
-    """Run a request to the end; return all ids, their logprobs and the final info."""
+    """Run a request to the end; return all ids, the logprobs the engine sent, and the final info."""
     from contextlib import aclosing
 
     ids: list[int] = []
@@ -81,7 +81,7 @@ async def generate_all(engine: Engine, request: GenerateRequest) -> tuple[list[i
     async with aclosing(engine.generate(request)) as stream:
         async for delta in stream:
             ids += delta.token_ids
-            logprobs += delta.logprobs or [0.0] * len(delta.token_ids)
+            logprobs += delta.logprobs or []  # never a made-up number: missing ones stay missing
             final = delta.final or final
     if final is None:
         raise EngineError(EngineErrorKind.SERVER, f"request {request.request_id} ended without a final result")
