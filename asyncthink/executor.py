@@ -46,7 +46,6 @@ from asyncthink.episode import Episode, EpisodeStatus, EventKind, RequestSpan, R
 from asyncthink.metrics import episode_metrics
 from asyncthink.prompts import organizer_messages, render, sequential_messages, worker_messages
 from asyncthink.protocol import (
-    JOIN_PREFIX,
     RETURN_CLOSE,
     AnswerEvent,
     ForkEvent,
@@ -243,11 +242,18 @@ class _Episode:
         except EpisodeFailure as f:
             self._record_trace_failure(row, f) if self.cfg.mode.spec.traces else self._fail(f)
         except Exception as exc:  # EngineError, or a bug: recorded, never raised out of the episode
-            self._fail_crash(exc)
+            self._record_trace_crash(row, exc) if self.cfg.mode.spec.traces else self._fail_crash(exc)
 
     def _record_trace_failure(self, row: Row, f: EpisodeFailure) -> None:
         self.ep.format_errors.append(f.record)
         row.finish_reason = row.finish_reason or "format_error"
+
+    def _record_trace_crash(self, row: Row, exc: Exception) -> None:
+        """One trace's engine failure costs that trace; the episode is an error only if every trace failed so."""
+        row.finish_reason = "error"
+        self.ep.info.setdefault("trace_errors", {})[row.row_id] = f"{type(exc).__name__}: {exc}"
+        if len(self.ep.info["trace_errors"]) == len(self.top_tasks):
+            self._fail_crash(exc)
 
     # ------------------------------------------------------------ rows of each mode
 
@@ -474,7 +480,8 @@ class _Episode:
         text = self.tokenizer.decode(appended, skip_special_tokens=False)
         if self.on_event is not None:
             self._emit_join(row, worker.row, index, returned, text)
-        st.parser.feed_appended(text)
+        for ev in st.parser.feed_appended(text):
+            self._on_event(st, ev)  # only a FormatError can come back: it ends the episode
         st.chars += len(text)
         st.offsets += [st.chars] * len(appended)
         st.detok = self._detok(row)
@@ -498,11 +505,15 @@ class _Episode:
             ep.format_errors.append(self.failure)
             budget = self.failure.code == FormatErrorCode.BUDGET_EXCEEDED
             ep.status = EpisodeStatus.BUDGET_EXCEEDED if budget else EpisodeStatus.FORMAT_ERROR
-        if self.cfg.mode.spec.traces:
-            self._vote()
-        elif ep.status == EpisodeStatus.OK:
-            ep.answer = self.answers.get("0")
-            self._require_answer()
+        try:  # normalising and extracting answers may call math-verify: off the event loop
+            if self.cfg.mode.spec.traces:
+                await asyncio.to_thread(self._vote)
+            elif ep.status == EpisodeStatus.OK:
+                ep.answer = self.answers.get("0")
+                await asyncio.to_thread(self._require_answer)
+        except Exception as exc:  # a broken task is recorded, never raised out of the episode
+            logger.warning("choosing the answer of episode %s failed: %r", ep.episode_id, exc)
+            ep.info["answer_error"] = repr(exc)
         await self._score()
         ep.metrics = episode_metrics(ep, self.cfg.prefill_cost)
 
@@ -522,6 +533,7 @@ class _Episode:
         keys = [(task.normalize(task.extract_answer(t)) if task else t.strip(), rid, t) for rid, t in answers]
         keys = [k for k in keys if k[0] is not None]
         if ep.status == EpisodeStatus.OK and not keys:
+            ep.format_errors.append(RowFormatError(FormatErrorCode.NO_ANSWER, "no trace gave a usable answer", "t0"))
             ep.status = EpisodeStatus.FORMAT_ERROR
         if keys:
             counts: dict[str, int] = {}
@@ -561,9 +573,9 @@ def _plain(v: Any) -> bool:
 
 
 def _stopped_at_join_prefix(st: _RowState, final: Final | None) -> bool:
-    """The request ended on the ``<JOIN-`` stop string and the text is still inside that tag."""
-    return final is not None and final.finish_reason == FinishReason.STOP and final.stop == JOIN_PREFIX \
-        and st.parser.inside_join_tag
+    """The request stopped while the text is inside a ``<JOIN-`` tag: it ended on that stop string (some servers
+    do not say which stop matched, so the parser's state decides, not ``final.stop``)."""
+    return final is not None and final.finish_reason == FinishReason.STOP and st.parser.inside_join_tag
 
 
 def _request_seed(seed: int, row_id: str, request: int) -> int:

@@ -272,11 +272,14 @@ class ProtocolParser:
         ``text`` must end with ``</JOIN-i>`` of the pending join; the parser then
         returns to normal text.
         """
-        if self._s.mode != _Mode.APPENDED or self._buf:
+        if self._s.mode != _Mode.APPENDED:
             start = len(self.events)
             self._error(FormatErrorCode.MALFORMED_TAG, "appended text without a pending join", 0)
             return self.events[start:]
-        self._base += len(text)
+        # the token that completed <JOIN-i> may carry more text (a BPE ">\n"): it was generated before the
+        # appended ids, so it stays plain text of the row
+        self._base += len(self._buf) + len(text)
+        self._buf = ""
         self._s.mode = _Mode.TEXT
         return []
 

@@ -6,7 +6,9 @@ its interval. Episodes are matched by problem (``problem_key``); each side's
 value for a problem is the mean over its samples, and problems present on one
 side only are left out (and counted). The interval is a percentile bootstrap
 of the mean per-problem difference ``b - a``, resampling problems; the
-difference is significant when the interval excludes 0. Latency and
+difference is significant when the interval excludes 0 and at least
+``MIN_PROBLEMS`` problems were compared (a bootstrap over a handful of
+problems is overconfident, over one it is a point). Latency and
 concurrency leave out ``error`` episodes (engine failures), as ``stats`` does.
 """
 
@@ -22,6 +24,9 @@ import numpy as np
 
 from asyncthink.episode import Episode, EpisodeStatus
 from asyncthink.eval.stats import is_correct, metrics_of, problem_key
+
+MIN_PROBLEMS = 10
+"""Fewer shared problems than this give no verdict, whatever the interval."""
 
 
 def _timed(name: str) -> Callable[[Episode], float | None]:
@@ -55,10 +60,18 @@ class Comparison:
 
     @property
     def significant(self) -> bool:
-        return self.ci is not None and (self.ci[0] > 0 or self.ci[1] < 0)
+        return self.ci is not None and self.problems >= MIN_PROBLEMS and (self.ci[0] > 0 or self.ci[1] < 0)
+
+    @property
+    def verdict(self) -> str:
+        if self.ci is None:
+            return ""
+        if self.problems < MIN_PROBLEMS:
+            return f"too few problems (< {MIN_PROBLEMS})"
+        return "significant" if self.significant else "not significant"
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self) | {"significant": self.significant}
+        return asdict(self) | {"significant": self.significant, "verdict": self.verdict}
 
 
 def compare(a: Sequence[Episode], b: Sequence[Episode], metric: str = "accuracy", a_label: str = "a",
@@ -101,7 +114,7 @@ def comparison_table(comparisons: Sequence[Comparison | dict[str, Any]], ci: flo
         unit = " pp" if scale == 100.0 else ""
         interval = "-" if c["ci"] is None else (
             f"{c['diff'] * scale:+.1f}{unit} [{c['ci'][0] * scale:+.1f}, {c['ci'][1] * scale:+.1f}]")
-        verdict = "" if c["ci"] is None else ("significant" if c["significant"] else "not significant")
+        verdict = c["verdict"]
         means = ["-" if m is None else f"{m * scale:.1f}" if scale == 100.0 else f"{m:.3f}"
                  for m in (c["mean_a"], c["mean_b"])]
         lines.append(f"| {c['metric']} | {c['a']} | {c['b']} | {c['problems']} | {means[0]} | {means[1]} "

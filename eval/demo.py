@@ -20,7 +20,7 @@ from asyncthink.configs import config_path
 from asyncthink.log_capture import capture_engine_logs
 from asyncthink.models import shipped_model
 
-NEXT_STEPS = """[bold]Next[/bold]
+NEXT_STEPS = """[bold]Next[/bold] (scripts/ and configs/ paths are in a source checkout; configs also ship as asyncthink.configs)
   retrain the tiny organizer (about 2 h on 2 CPU cores):  bash scripts/train_tiny_organizer.sh
   look at any episode:                                   asyncthink view {records} --list
   serve it behind an OpenAI API:                         asyncthink serve --model {model} --engine vllm

@@ -15,9 +15,10 @@ stage $A tiny-model --out runs/mathgen/model --size tiny --corpus runs/mathgen/c
 # 2. cold start: programmatic AsyncThink and sequential traces replayed through the executor, then format SFT
 stage $A train synth --config configs/synth_math_gen_tiny.yaml
 stage $A train sft --config configs/sft_math_gen_tiny.yaml
+stage $A train sft --config configs/sft_math_gen_tiny_stage2.yaml    # same traces, 600 more steps
 
 # 3. GRPO (organizer and worker rows) with the accuracy + concurrency reward, rollouts on in-process vLLM
 stage $A train rl --config configs/rl_math_gen_tiny.yaml
 
 # 4. SFT only vs SFT + RL on held-out problems (eval harness + paired bootstrap over problems)
-stage .venv/bin/python scripts/math_gen_before_after.py --out runs/mathgen/eval
+stage .venv/bin/python scripts/math_gen_before_after.py --sft runs/mathgen/sft2 --out runs/mathgen/eval

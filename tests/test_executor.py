@@ -200,3 +200,29 @@ async def test_batch_runner_records_errors_and_keeps_going():
     assert [e.episode_id for e in eps] == ["a#0", "a#1", "a#2", "b#0", "b#1", "b#2"]
     assert [e.status for e in eps] == [EpisodeStatus.OK] * 3 + [EpisodeStatus.ERROR] * 3
     assert "bug" in eps[-1].error
+
+
+async def test_one_parallel_trace_failing_in_the_engine_costs_that_trace_only():
+    from asyncthink.engines.types import EngineError, EngineErrorKind
+
+    class FlakyEngine(ScriptedEngine):
+        async def generate(self, request):
+            if request.sampling.seed is not None and request.sampling.seed % 3 == 0:
+                raise EngineError(EngineErrorKind.CONNECTION, "upstream dropped the request")
+            async for delta in super().generate(request):
+                yield delta
+
+    engine = FlakyEngine({"Q": "<ANSWER>42</ANSWER>"})
+    cfg = RuntimeConfig(mode=Mode.PARALLEL, parallel_traces=6)
+    ep = await EpisodeExecutor(engine, cfg).run({"question": "Q", "id": "p"}, seed=1)
+    failed = {r.row_id for r in ep.rows if r.finish_reason == "error"}
+    assert failed and len(failed) < 6 and set(ep.info["trace_errors"]) == failed
+    assert ep.status == EpisodeStatus.OK and ep.answer == "42"
+
+    class DownEngine(ScriptedEngine):
+        async def generate(self, request):
+            raise EngineError(EngineErrorKind.CONNECTION, "upstream down")
+            yield  # an async generator that fails on its first step
+
+    down = await EpisodeExecutor(DownEngine({}), cfg).run({"question": "Q", "id": "p"}, seed=1)
+    assert down.status == EpisodeStatus.ERROR and down.error_kind == "connection"

@@ -101,3 +101,26 @@ async def test_random_cancellations_leave_no_errors_and_no_live_requests(organiz
         assert not engine._active and not engine._pending
     finally:
         await engine.close()
+
+
+async def test_a_failed_prefill_answers_every_request_instead_of_hanging(organizer_engine_parts):
+    model, tokenizer = organizer_engine_parts
+    engine = HFEngine(model, tokenizer)
+    calls = 0
+    real_prefill = engine._prefill
+
+    def failing_prefill(prompt_ids):
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise RuntimeError("out of memory (simulated)")
+        return real_prefill(prompt_ids)
+
+    engine._prefill = failing_prefill
+    try:
+        tasks = {k: asyncio.create_task(consume(engine, request(tokenizer, k))) for k in range(3)}
+        done, pending = await asyncio.wait(tasks.values(), timeout=60)
+        assert not pending, "a request admitted with the failed prefill never finished"
+        assert sum(isinstance(t.exception(), EngineError) for t in done) >= 1
+    finally:
+        await engine.close()

@@ -165,3 +165,13 @@ def test_one_character_at_a_time_matches_whole():
     assert p.events == validate_text(text, ORG)
     assert [type(e) for e in p.events].count(ForkEvent) == 3
     assert isinstance(p.events[-1], AnswerEvent)
+
+
+def test_text_after_a_join_tag_in_the_same_token_stays_generated_text():
+    """A BPE token like '>\\n' completes <JOIN-1> and carries more text; the appended return follows it."""
+    p = ProtocolParser(ORG)
+    events = p.feed("<FORK-1>x</FORK-1> <JOIN-1>\n")
+    assert [type(e).__name__ for e in events] == ["ForkEvent", "JoinEvent"]
+    assert p.feed_appended("r</JOIN-1>") == []
+    events = p.feed(" so <ANSWER>1</ANSWER>") + p.finish()
+    assert [type(e).__name__ for e in events] == ["AnswerEvent"] and p.answers == ["1"]

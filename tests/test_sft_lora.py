@@ -34,6 +34,9 @@ def test_tag_rows_are_trainable_only_when_the_tags_are_tokens(tiny_model_dir):
     assert len(ids) >= 4 and peft_config(LoRAOptions(enabled=True), tok).trainable_token_indices == {
         "embed_tokens": ids}
     assert peft_config(LoRAOptions(enabled=True, train_tag_tokens=False), tok).trainable_token_indices is None
+    with pytest.raises(ValueError, match="tied embeddings .* lora.enabled=false"):
+        peft_config(LoRAOptions(enabled=True), tok, tied_embeddings=True)
+    assert peft_config(LoRAOptions(enabled=True, train_tag_tokens=False), tok, tied_embeddings=True).r == 16
 
 
 def test_merging_a_saved_adapter_reproduces_the_live_adapter(tiny_model_dir, tmp_path):

@@ -131,7 +131,7 @@ def train_sft(cfg: SFTRunConfig) -> Path:
     if cfg.lora.enabled:
         from asyncthink.training.sft_lora import peft_config
 
-        peft = peft_config(cfg.lora, tokenizer)
+        peft = peft_config(cfg.lora, tokenizer, tied_embeddings=bool(model.config.tie_word_embeddings))
     trainer = SFTTrainer(model=model, args=args, train_dataset=rows, processing_class=tokenizer, callbacks=[_Log()],
                          peft_config=peft)
     trainer.train()

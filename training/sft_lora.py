@@ -61,12 +61,22 @@ def tag_token_ids(tokenizer: Any, max_index: int = 16) -> list[int]:
     return sorted({i[0] for i in ids if len(i) == 1})
 
 
-def peft_config(opts: LoRAOptions, tokenizer: Any) -> Any:
-    """The ``peft.LoraConfig`` for ``opts``; tag tokens become trainable rows when the tokenizer has them."""
+def peft_config(opts: LoRAOptions, tokenizer: Any, tied_embeddings: bool = False) -> Any:
+    """The ``peft.LoraConfig`` for ``opts``; tag tokens become trainable rows when the tokenizer has them.
+
+    TRL 1.16's fused LM head reads ``lm_head.bias``, which PEFT's trainable-tokens wrapper of a *tied* LM head
+    lacks, so that combination is refused here with the alternatives, before any training starts.
+    """
     require_peft()
     from peft import LoraConfig
 
     tags = tag_token_ids(tokenizer) if opts.train_tag_tokens else []
+    if tags and tied_embeddings:
+        raise ValueError(
+            f"LoRA with the {len(tags)} protocol tags as trainable tokens is not supported on a model with tied "
+            "embeddings (TRL's fused LM head cannot train PEFT trainable tokens there). Use full fine-tuning "
+            "(lora.enabled=false) for tags as tokens, or keep the tags as text (tags_as_tokens=false on the "
+            "unprepared model), or set lora.train_tag_tokens=false to leave their rows untrained")
     return LoraConfig(
         r=opts.r, lora_alpha=opts.alpha, lora_dropout=opts.dropout, target_modules=list(opts.target_modules),
         task_type="CAUSAL_LM", bias="none", trainable_token_indices={"embed_tokens": tags} if tags else None,

@@ -5,7 +5,8 @@ for the baseline, a sequential one); ``replay_episode`` turns each into the
 record the runtime would produce, so only traces that pass the protocol and
 score 1 are kept. Output in ``out``: ``{mode}.jsonl`` (episode records),
 ``dataset/`` (HF dataset, one row per organizer or worker sequence),
-``stats.json`` (yield, topology histogram, token counts) and ``config.yaml``.
+``stats.json`` (yield, topology histogram, token counts, and the problems' size, source and
+hash) and ``config.yaml``.
 Adding a task means registering a synthesizer here, nothing else.
 """
 
@@ -109,9 +110,11 @@ async def synthesize(cfg: SynthConfig, progress: bool = True) -> dict[str, Any]:
     tokenizer = AutoTokenizer.from_pretrained(cfg.tokenizer)
     task = make_task(cfg.task, **cfg.task_options)
     problems = task.dataset(cfg.split, n=cfg.problems, seed=cfg.seed)
+    from asyncthink.envs.manifest import dataset_manifest
     from asyncthink.training.model_prep import tokenizer_digest
 
-    stats: dict[str, Any] = {"problems": len(problems), "tokenizer_digest": tokenizer_digest(tokenizer)}
+    stats: dict[str, Any] = {"problems": len(problems), "tokenizer_digest": tokenizer_digest(tokenizer),
+                             "data": dataset_manifest(cfg.task, cfg.task_options, cfg.split, problems)}
     kept: list[Episode] = []
     for mode in cfg.modes:
         episodes, mode_stats = await _synthesize_mode(cfg, mode, problems, tokenizer, task, progress)

@@ -140,6 +140,7 @@ async def run_teacher(cfg: TeacherRunConfig, teacher: Engine | None = None) -> d
     from asyncthink.engines import build_engine
     from asyncthink.episode import write_jsonl
     from asyncthink.envs import make_task
+    from asyncthink.envs.manifest import dataset_manifest
     from asyncthink.training.model_prep import tokenizer_digest
     from asyncthink.training.sft_data import sft_dataset
 
@@ -170,7 +171,8 @@ async def run_teacher(cfg: TeacherRunConfig, teacher: Engine | None = None) -> d
         if owned:
             await teacher.close()
     stats = {"problems": len(problems), "kept": len(kept), "yield": len(kept) / max(1, len(problems)),
-             "rejected": dict(reasons), "tokenizer_digest": tokenizer_digest(student)}
+             "rejected": dict(reasons), "tokenizer_digest": tokenizer_digest(student),
+             "data": dataset_manifest("math", cfg.task_options, cfg.split, problems)}  # what it was made from
     write_jsonl(out / "asyncthink.jsonl", kept)
     if kept:
         sft_dataset(kept).save_to_disk(str(out / "dataset"))

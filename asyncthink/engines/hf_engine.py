@@ -132,7 +132,7 @@ class HFEngine(Engine):
                 if self._active:
                     await asyncio.to_thread(self._locked, self._decode_step)
                     self._emit_step()
-            except Exception as exc:  # a failed forward fails the requests it served, not the loop
+            except Exception as exc:  # a failed forward fails every request in the batch, not the loop
                 self._fail_all(exc)
             await asyncio.sleep(0)
 
@@ -149,11 +149,13 @@ class HFEngine(Engine):
 
     async def _admit(self) -> None:
         room = self.max_batch - len(self._active)
-        new, self._pending = self._pending[:room], self._pending[room:]
-        for seq in new:
+        # admitted requests stay in _pending until merged, so a failed prefill (or close) still answers them
+        for seq in list(self._pending[:room]):
             if seq.cancelled:
+                self._pending.remove(seq)
                 continue
             cache, logits = await asyncio.to_thread(self._locked, self._prefill, seq.request.prompt_ids)
+            self._pending.remove(seq)
             if seq.cancelled:  # cancelled during its own prefill: never joins the batch
                 continue
             seq.length = len(seq.request.prompt_ids)

@@ -25,7 +25,7 @@ from aiohttp import web
 from asyncthink.engines.base import Engine
 from asyncthink.engines.types import EngineErrorKind
 from asyncthink.episode import Episode, EpisodeStatus
-from asyncthink.executor import EpisodeExecutor, TextDelta
+from asyncthink.executor import OFF_LOOP_CHARS, EpisodeExecutor, TextDelta
 from asyncthink.prompts import organizer_messages, render, sequential_messages
 from asyncthink.serve.admission import Admission
 from asyncthink.serve.config import ServeConfig
@@ -35,12 +35,12 @@ from asyncthink.serve.responses import ResponseShape
 from asyncthink.serve.schema import ApiKind, EpisodeRequest, RequestParser, decode_json
 from asyncthink.serve.streaming import END, SSE_HEADERS, StreamEncoder, next_events
 
+READY_TTL_S = 1.0  # /health reuses the engine's last readiness answer for this long
 logger = logging.getLogger(__name__)
 
 # A write that leaves the transport's buffer this far below asyncio's pause point (64 KiB) cannot wait on the
 # client, so it skips the write timeout, which costs more than the write itself at one chunk per token.
 NO_WAIT_BYTES = 16 * 1024
-OFF_LOOP_CHARS = 16_384  # longer questions are tokenized in a thread, so other requests keep streaming
 ENGINE_ERRORS = {  # engine failure kind -> (status, code) a client sees; details go to the log only
     EngineErrorKind.TIMEOUT: (504, "engine_timeout"),
     EngineErrorKind.CONNECTION: (502, "engine_unavailable"),
@@ -58,6 +58,7 @@ class Server:
         self.eos = getattr(engine.tokenizer, "eos_token", None)
         self._executors: OrderedDict[str, EpisodeExecutor] = OrderedDict()
         self.connections = ConnectionGuard(config.limits)
+        self._ready: tuple[float, asyncio.Task[bool]] | None = None  # (when asked, the shared engine check)
 
     # ------------------------------------------------------------ routes
 
@@ -79,10 +80,18 @@ class Server:
     async def health(self, request: web.Request) -> web.Response:
         """200 only when this server admits requests and its engine can serve them (a frozen upstream is 503)."""
         adm = self.admission
-        ready = await self.engine.ready()
+        ready = await self._engine_ready()
         status = "draining" if adm.draining else "ok" if ready else "engine_unavailable"
         body = {"status": status, "engine_ready": ready, "running": adm.running, "queued": adm.waiting}
         return web.json_response(body, status=200 if status == "ok" else 503)
+
+    async def _engine_ready(self) -> bool:
+        """The engine's readiness, asked at most once a second: a burst of health probes must not fan out
+        to every upstream server (each check can take the HTTP engine's connect timeout)."""
+        now = asyncio.get_running_loop().time()
+        if self._ready is None or now - self._ready[0] > READY_TTL_S:
+            self._ready = (now, asyncio.ensure_future(self.engine.ready()))
+        return await asyncio.shield(self._ready[1])
 
     def _model_card(self) -> dict[str, Any]:
         return {"id": self.model_name, "object": "model", "created": 0, "owned_by": "asyncthink",
