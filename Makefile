@@ -25,7 +25,7 @@ test: $(VENV)/.installed
 	$(BIN)/python -m pytest -q
 
 lint: $(VENV)/.installed
-	$(BIN)/ruff check asyncthink envs training eval tests benchmarks scripts
+	$(BIN)/ruff check asyncthink envs training eval configs models tests benchmarks scripts
 
 clean-venv:
 	rm -rf $(VENV)

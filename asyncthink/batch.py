@@ -30,7 +30,9 @@ class BatchItem:
     episode_id: str
 
 
-def make_items(problems: Iterable[dict[str, Any]], samples: int = 1, seed: int = 0, prefix: str = "") -> list[BatchItem]:
+def make_items(
+    problems: Iterable[dict[str, Any]], samples: int = 1, seed: int = 0, prefix: str = ""
+) -> list[BatchItem]:
     """``samples`` items per problem with distinct, reproducible seeds and ids."""
     items = []
     for n, problem in enumerate(problems):

@@ -318,7 +318,9 @@ class ProtocolParser:
                 self._add_body("<")
                 pos = lt + 1
             elif isinstance(found, int):
-                self._error(FormatErrorCode.MALFORMED_TAG, f"malformed tag starting {buf[lt:found]!r}", self._base + found)
+                self._error(
+                    FormatErrorCode.MALFORMED_TAG, f"malformed tag starting {buf[lt:found]!r}", self._base + found
+                )
                 pos = found
             else:
                 pos = found.end

@@ -62,7 +62,10 @@ class RuntimeConfig:
         if isinstance(self.prompts, dict):
             self.prompts = PromptConfig(**self.prompts)
         require(
-            (self.capacity >= 2 or not self.mode.spec.forks, f"capacity must be >= 2 for {self.mode}, got {self.capacity}"),
+            (
+                self.capacity >= 2 or not self.mode.spec.forks,
+                f"capacity must be >= 2 for {self.mode}, got {self.capacity}",
+            ),
             (self.max_organizer_tokens >= 1, f"max_organizer_tokens must be >= 1, got {self.max_organizer_tokens}"),
             (self.max_worker_tokens >= 1, f"max_worker_tokens must be >= 1, got {self.max_worker_tokens}"),
             (self.max_forks >= 0, f"max_forks must be >= 0, got {self.max_forks}"),

@@ -31,9 +31,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from transformers import TrainerCallback  # noqa: E402
+
 from asyncthink.config_io import load_config  # noqa: E402
 from asyncthink.training.rl_config import RLConfig  # noqa: E402
-from transformers import TrainerCallback  # noqa: E402
 
 
 def rl_config(model: str, out: str, steps: int, engine: str = "hf") -> RLConfig:
@@ -68,9 +69,9 @@ def trl_reference(model: str, steps: int) -> dict[str, float]:
 
     from asyncthink.batch import make_items, run_batch
     from asyncthink.engines.hf_engine import HFEngine
-    from asyncthink.executor import EpisodeExecutor
     from asyncthink.envs import make_task
     from asyncthink.envs.rewards import episode_reward
+    from asyncthink.executor import EpisodeExecutor
 
     cfg = rl_config(model, tempfile.mkdtemp(prefix="bench-trl-"), steps)
     task = make_task(cfg.task, **cfg.task_options)
@@ -101,10 +102,21 @@ def trl_reference(model: str, steps: int) -> dict[str, float]:
     def reward(completions, episode_reward, **kwargs) -> list[float]:
         return list(episode_reward)
 
-    args = GRPOConfig(output_dir=cfg.out, max_steps=steps, per_device_train_batch_size=cfg.group_size * cfg.prompts_per_step,
-                      num_generations=cfg.group_size, learning_rate=cfg.learning_rate, logging_steps=1,
-                      report_to="none", use_cpu=True, save_strategy="no", max_completion_length=cfg.runtime.max_organizer_tokens * 2,
-                      beta=0.0, disable_tqdm=True, gradient_checkpointing=False)  # on: no KV cache in rollouts
+    args = GRPOConfig(
+        output_dir=cfg.out,
+        max_steps=steps,
+        per_device_train_batch_size=cfg.group_size * cfg.prompts_per_step,
+        num_generations=cfg.group_size,
+        learning_rate=cfg.learning_rate,
+        logging_steps=1,
+        report_to="none",
+        use_cpu=True,
+        save_strategy="no",
+        max_completion_length=cfg.runtime.max_organizer_tokens * 2,
+        beta=0.0,
+        disable_tqdm=True,
+        gradient_checkpointing=False,
+    )  # on: no KV cache in rollouts
     dataset = datasets.Dataset.from_list([{"prompt": p["question"]} for p in problems])
     timer = _StepTimer()
     trainer = GRPOTrainer(model=model, reward_funcs=reward, args=args, train_dataset=dataset, rollout_func=rollout,

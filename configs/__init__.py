@@ -15,5 +15,7 @@ def config_path(name: str) -> Path:
     """The path of a shipped config, e.g. ``config_path("demo.yaml")``."""
     path = HERE / name
     if not path.is_file():
-        raise FileNotFoundError(f"no shipped config {name!r} in {HERE}; shipped: {sorted(p.name for p in HERE.glob('*.yaml'))}")
+        raise FileNotFoundError(
+            f"no shipped config {name!r} in {HERE}; shipped: {sorted(p.name for p in HERE.glob('*.yaml'))}"
+        )
     return path

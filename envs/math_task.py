@@ -33,8 +33,8 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from asyncthink.task import Problem, Task
 from asyncthink.envs.math_check import MathChecker, get_checker, number_key
+from asyncthink.task import Problem, Task
 
 log = logging.getLogger(__name__)
 

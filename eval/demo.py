@@ -1,4 +1,4 @@
-"""The main job (``asyncthink demo``, ``make demo``): the shipped tiny organizer against sequential and parallel thinking.
+"""The main job (``asyncthink demo``, ``make demo``): the shipped tiny organizer against sequential and parallel.
 
 Evaluates the shipped ``models/tiny-organizer`` (trained on this CPU by this
 repository's own synth, SFT and RL commands) on held-out countdown problems
@@ -20,11 +20,13 @@ from asyncthink.configs import config_path
 from asyncthink.log_capture import capture_engine_logs
 from asyncthink.models import shipped_model
 
-NEXT_STEPS = """[bold]Next[/bold] (scripts/ and configs/ paths are in a source checkout; configs also ship as asyncthink.configs)
+# scripts/ and configs/ paths are those of a source checkout; the configs also ship as asyncthink.configs
+NEXT_STEPS = """[bold]Next[/bold]
   retrain the tiny organizer (about 2 h on 2 CPU cores):  bash scripts/train_tiny_organizer.sh
   look at any episode:                                   asyncthink view {records} --list
   serve it behind an OpenAI API:                         asyncthink serve --model {model} --engine vllm
-  a real model on a GPU (see README, 'GPU'):             asyncthink eval --config configs/eval_paper.yaml --out runs/paper \\
+  a real model on a GPU (see README, 'GPU'):             asyncthink eval --config configs/eval_paper.yaml \\
+                                                           --out runs/paper \\
                                                            engine.model=<your AsyncThink checkpoint>"""
 
 
@@ -55,7 +57,9 @@ def _run(out: Path, overrides: list[str], terminal) -> None:
                   f"plots: {out / 'plots'}   episode pages: {out / 'episodes'}")
     for name, path in sorted((summary.get("plots") or {}).items()):
         console.print(f"  {name}: {path}")
-    console.print(NEXT_STEPS.format(model=shipped_model(), records=out / "records" / "countdown" / "asyncthink-*.jsonl"))
+    console.print(
+        NEXT_STEPS.format(model=shipped_model(), records=out / "records" / "countdown" / "asyncthink-*.jsonl")
+    )
     if (out / "engine.log").exists():
         console.print(f"  engine logs: {out / 'engine.log'} (show them live with --verbose)")
 
@@ -74,12 +78,8 @@ def _paper_table(report: Path) -> str:
 
 def _show_solved(console, out: Path) -> None:
     """Print one fully correct AsyncThink countdown episode that forked."""
-    from transformers import AutoTokenizer
-
     from asyncthink.display import print_episode
     from asyncthink.episode import read_jsonl
-
-    tokenizer = AutoTokenizer.from_pretrained(shipped_model())
 
     for path in sorted((out / "records" / "countdown").glob("asyncthink-*.jsonl")):
         for ep in read_jsonl(path):

@@ -18,9 +18,11 @@ from asyncthink.episode import Episode, Row
 from asyncthink.transcript import Piece, pieces, returned_text
 
 CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2rem auto;max-width:1100px;color:#222;padding:0 1rem}
+body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2rem auto;max-width:1100px;color:#222;
+  padding:0 1rem}
 h1{font-size:1.4rem}h2{font-size:1.1rem;margin-top:2rem;border-bottom:1px solid #ddd}
-.badges span{display:inline-block;margin:0 .4rem .4rem 0;padding:.15rem .5rem;border-radius:.6rem;background:#eee;font-size:.85rem}
+.badges span{display:inline-block;margin:0 .4rem .4rem 0;padding:.15rem .5rem;border-radius:.6rem;background:#eee;
+  font-size:.85rem}
 .ok{background:#d4f4d4!important}.bad{background:#f8d4d4!important}
 pre,.text{white-space:pre-wrap;word-break:break-word;font-family:ui-monospace,Menlo,Consolas,monospace;font-size:.85rem}
 .text{background:#fafafa;border:1px solid #e4e4e4;border-radius:.4rem;padding:.8rem;line-height:1.45}
@@ -91,8 +93,10 @@ def _fmt(v: object) -> str:
 
 
 def _worker_card(ep: Episode, row: Row) -> str:
-    head = (f"worker {escape(row.row_id)} (fork #{row.fork_index}, depth {row.depth}) · {row.generated_tokens} tokens · "
-            f"{row.end_s - row.start_s:.2f} s · {escape(row.finish_reason or '')}")
+    head = (
+        f"worker {escape(row.row_id)} (fork #{row.fork_index}, depth {row.depth}) · {row.generated_tokens} tokens · "
+        f"{row.end_s - row.start_s:.2f} s · {escape(row.finish_reason or '')}"
+    )
     return (f'<details class="card" id="row-{escape(row.row_id)}" open><summary>{head}</summary>'
             f"<p><b>sub-query</b></p><pre>{escape(row.subquery or '')}</pre>"
             f"<p><b>returned</b></p><pre>{escape(returned_text(row))}</pre>"

@@ -80,8 +80,16 @@ def _mode_curve(ax: Any, mode: str, rows: list[dict[str, Any]], slot: int = 0) -
     ax.plot(xs, ys, "-", color=color, alpha=0.5)
     labels: dict[tuple[float, float], list[str]] = {}
     for r, x, y in zip(rows, xs, ys, strict=True):
-        ax.errorbar([x], [y], xerr=_err(r["latency_mean"], r["latency_ci"]), yerr=_err(r["accuracy"], r["accuracy_ci"], 100),
-                    fmt="o", color=color, capsize=3, label=Mode(mode).spec.label if r is rows[0] else None)
+        ax.errorbar(
+            [x],
+            [y],
+            xerr=_err(r["latency_mean"], r["latency_ci"]),
+            yerr=_err(r["accuracy"], r["accuracy_ci"], 100),
+            fmt="o",
+            color=color,
+            capsize=3,
+            label=Mode(mode).spec.label if r is rows[0] else None,
+        )
         labels.setdefault((round(x, 1), round(y, 1)), []).append(r["budget_label"])
     for (x, y), names in labels.items():  # budgets that land on one point (a budget never reached) share a label
         # one label height per mode, so labels of nearby points of different modes do not overprint

@@ -43,8 +43,8 @@ def mean_reward(records: Path) -> float:
     """The RL reward of ``configs/rl_countdown_tiny.yaml`` (accuracy + 0.2 x concurrency, -1 on format errors)
     averaged over the episodes, so every checkpoint is judged by the same reward."""
     from asyncthink.config_io import load_config
-    from asyncthink.episode import read_jsonl
     from asyncthink.envs.rewards import episode_reward
+    from asyncthink.episode import read_jsonl
     from asyncthink.training.rl_config import RLConfig
 
     rewards = load_config(RLConfig, REPO / "configs" / "rl_countdown_tiny.yaml", []).rewards
@@ -57,9 +57,11 @@ def table(rows: dict[str, dict]) -> str:
              "forks / ep | format errors % |", "|---|---|---|---|---|---|---|---|"]
     for name, r in rows.items():
         low, high = r["accuracy_ci"]
-        lines.append(f"| {name} | {r['mean_reward']:+.3f} | {100 * r['accuracy']:.1f} [{100 * low:.1f}, {100 * high:.1f}] | "
-                     f"{r['mean_score']:.3f} | {r['latency_mean']:.0f} | "
-                     f"{r['eta_over_capacity']:.3f} | {r['forks_per_episode']:.2f} | {100 * r['format_error_rate']:.1f} |")
+        lines.append(
+            f"| {name} | {r['mean_reward']:+.3f} | {100 * r['accuracy']:.1f} [{100 * low:.1f}, {100 * high:.1f}] | "
+            f"{r['mean_score']:.3f} | {r['latency_mean']:.0f} | "
+            f"{r['eta_over_capacity']:.3f} | {r['forks_per_episode']:.2f} | {100 * r['format_error_rate']:.1f} |"
+        )
     return "\n".join(lines)
 
 

@@ -23,7 +23,7 @@ OTHER = {
     ".gitignore": "ignored paths (the venv, caches, runs/)",
     "Makefile": "`make demo` and `make test`: build .venv from scratch, then run",
     "README.md": "this file",
-    "pyproject.toml": "the `asyncthink` distribution: one namespace, dependencies, extras (cpu, gpu, train, dev), pytest",
+    "pyproject.toml": "the `asyncthink` distribution: one namespace, dependencies, extras, pytest and ruff settings",
     "eval/README.md": "the evaluation harness: outputs, metric decisions",
     "docs/DESIGN.md": "the design contract: protocol, token and mask conventions, metrics, rewards, engines, tasks",
     "envs/data/math/README.md": "the shipped math sets: files, fields, provenance and licences",

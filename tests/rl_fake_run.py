@@ -14,9 +14,9 @@ import asyncio
 import torch
 
 from asyncthink.config_io import load_config
-from tests.fakes import OutcomeEngine
 from asyncthink.training.rl import GRPOTrainer
 from asyncthink.training.rl_config import RLConfig
+from tests.fakes import OutcomeEngine
 
 OUTCOMES = [
     "x<ANSWER>1+2+3=6\n3*2*1=6</ANSWER>",  # correct, no fork

@@ -10,12 +10,12 @@ import pytest
 from asyncthink.config_io import load_config
 from asyncthink.engines.base import Engine
 from asyncthink.engines.types import Delta, Final, FinishReason
+from asyncthink.envs import make_task
 from asyncthink.episode import EventKind, read_jsonl
 from asyncthink.prompts import PromptConfig, organizer_messages, render, sequential_messages
 from asyncthink.protocol import FormatError, ParserConfig, Role, validate_text
 from asyncthink.runtime_config import RuntimeConfig
 from asyncthink.tags import ProtocolTokens
-from asyncthink.envs import make_task
 from asyncthink.training.synth import SynthConfig, synthesize
 
 COUNTDOWN = {"n_numbers": 3, "max_number": 9, "min_target": 5, "max_target": 40, "required": 2}
@@ -83,8 +83,19 @@ async def test_sft_rows_equal_the_runtime_prompt_functions(synth_dir, tiny_model
 
 
 async def test_sudoku_traces_are_valid(tiny_model_dir, tmp_path):
-    cfg = load_config(SynthConfig, None, [f"tokenizer={tiny_model_dir}", "task=sudoku", "problems=8", f"out={tmp_path}",
-                                          "task_options={size: 4}", "runtime.capacity=3", "runtime.prompts.style=compact"])
+    cfg = load_config(
+        SynthConfig,
+        None,
+        [
+            f"tokenizer={tiny_model_dir}",
+            "task=sudoku",
+            "problems=8",
+            f"out={tmp_path}",
+            "task_options={size: 4}",
+            "runtime.capacity=3",
+            "runtime.prompts.style=compact",
+        ],
+    )
     stats = await synthesize(cfg, progress=False)
     assert stats["asyncthink"]["kept"] >= 6 and stats["sequential"]["kept"] >= 6
 

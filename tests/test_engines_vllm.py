@@ -45,7 +45,9 @@ async def test_stop_token_id_ends_and_is_returned(vllm_engine):
     greedy, _, _ = await generate_all(vllm_engine, req(PROMPT, "g", max_tokens=30, temperature=0))
     stop = greedy[5]
     first = greedy.index(stop)
-    ids, _, final = await generate_all(vllm_engine, req(PROMPT, "st", max_tokens=30, temperature=0, stop_token_ids=(stop,)))
+    ids, _, final = await generate_all(
+        vllm_engine, req(PROMPT, "st", max_tokens=30, temperature=0, stop_token_ids=(stop,))
+    )
     assert ids == greedy[: first + 1] and final.finish_reason == FinishReason.STOP and final.stop == stop
 
 

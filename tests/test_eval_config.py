@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from asyncthink.config_io import save_config
-from asyncthink.runtime_config import Mode
 from asyncthink.eval.config import EvalConfig, budget_label, load_eval_config, parse_budget
+from asyncthink.runtime_config import Mode
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("eval_*.yaml"))
 
@@ -36,8 +36,16 @@ def test_paper_settings():
 
 
 def test_overrides_and_budget_forms():
-    cfg = load_eval_config(None, ["tasks=[countdown, {name: math, options: {dataset: amc23}}]", "budgets=[1K, 1536, 2k]",
-                                  "modes=[asyncthink]", "max_problems=3", "samples=2"])
+    cfg = load_eval_config(
+        None,
+        [
+            "tasks=[countdown, {name: math, options: {dataset: amc23}}]",
+            "budgets=[1K, 1536, 2k]",
+            "modes=[asyncthink]",
+            "max_problems=3",
+            "samples=2",
+        ],
+    )
     assert [t.label for t in cfg.tasks] == ["countdown", "math-amc23"]
     assert cfg.budgets == [1024, 1536, 2048] and [budget_label(b) for b in cfg.budgets] == ["1K", "1536", "2K"]
     assert cfg.task_n(cfg.tasks[0]) == 3 and cfg.task_samples(cfg.tasks[0]) == 2

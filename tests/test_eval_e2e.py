@@ -43,8 +43,11 @@ async def test_small_eval_writes_everything_and_a_rerun_generates_nothing(vllm_e
 
     records = sorted((tmp_path / "records").rglob("*.jsonl"))
     assert [p.relative_to(tmp_path / "records").as_posix() for p in records] == [
-        f"{task}/{mode}-{b}.jsonl" for task in ("countdown", "sudoku4") for mode in ("asyncthink", "parallel", "sequential")
-        for b in (16, 32)]
+        f"{task}/{mode}-{b}.jsonl"
+        for task in ("countdown", "sudoku4")
+        for mode in ("asyncthink", "parallel", "sequential")
+        for b in (16, 32)
+    ]
     for path in records:
         eps = list(read_jsonl(path))
         assert len(eps) == 4 and all(consistency_problems(ep) == [] for ep in eps)

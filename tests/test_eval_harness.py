@@ -8,8 +8,8 @@ import pytest
 from typer.testing import CliRunner
 
 from asyncthink.cli import app
-from asyncthink.episode import EpisodeStatus, read_jsonl
 from asyncthink.envs import make_task
+from asyncthink.episode import EpisodeStatus, read_jsonl
 from asyncthink.eval.config import load_eval_config
 from asyncthink.eval.harness import run_eval
 from tests.fakes import ScriptedEngine

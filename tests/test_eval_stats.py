@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from asyncthink.episode import Episode, EpisodeStatus, RowFormatError
-from asyncthink.protocol import FormatErrorCode
 from asyncthink.eval.stats import bootstrap_ci, percentile, summarize
+from asyncthink.protocol import FormatErrorCode
 from tests.builders import build_episode
 
 FORKED = [("gen", 2), ("fork", 1, 5), ("gen", 2), ("fork", 2, 6), ("gen", 10), ("join", 1, 3),

@@ -10,12 +10,12 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from asyncthink.cli import app
+from asyncthink.display import episode_view, episodes_table
 from asyncthink.episode import EpisodeStatus, write_jsonl
+from asyncthink.eval.html_view import episode_html
+from asyncthink.eval.timeline import event_times, row_order, save_timeline
 from asyncthink.executor import EpisodeExecutor
 from asyncthink.runtime_config import RuntimeConfig
-from asyncthink.eval.html_view import episode_html
-from asyncthink.display import episode_view, episodes_table
-from asyncthink.eval.timeline import event_times, row_order, save_timeline
 from asyncthink.transcript import pieces
 from tests.fakes import ScriptedEngine
 

@@ -41,7 +41,9 @@ async def test_valid_episode_forks_joins_and_answers():
 
 async def test_resume_prompt_is_previous_prompt_plus_generated_plus_appended():
     ep, engine = await run(TWO)
-    org_requests = [r for r in engine.requests if r.prompt_ids[: len(ep.organizer.prompt_ids)] == ep.organizer.prompt_ids]
+    org_requests = [
+        r for r in engine.requests if r.prompt_ids[: len(ep.organizer.prompt_ids)] == ep.organizer.prompt_ids
+    ]
     org = ep.organizer
     for req, span in zip(org_requests, org.requests, strict=True):
         assert req.prompt_ids == org.prompt_ids + org.completion_ids[: span.start]

@@ -32,10 +32,18 @@ def codes(text: str, cfg: ParserConfig = ORG) -> list[str]:
 
 
 ERROR_CASES = [
-    ("duplicate_fork_active", "<FORK-1>a</FORK-1><FORK-1>b</FORK-1><JOIN-1>r</JOIN-1><ANSWER>1</ANSWER>", ORG,
-     C.DUPLICATE_FORK),
-    ("duplicate_fork_reuse", "<FORK-1>a</FORK-1><JOIN-1>r</JOIN-1><FORK-1>b</FORK-1><JOIN-1>r</JOIN-1><ANSWER>1</ANSWER>",
-     ORG, C.DUPLICATE_FORK),
+    (
+        "duplicate_fork_active",
+        "<FORK-1>a</FORK-1><FORK-1>b</FORK-1><JOIN-1>r</JOIN-1><ANSWER>1</ANSWER>",
+        ORG,
+        C.DUPLICATE_FORK,
+    ),
+    (
+        "duplicate_fork_reuse",
+        "<FORK-1>a</FORK-1><JOIN-1>r</JOIN-1><FORK-1>b</FORK-1><JOIN-1>r</JOIN-1><ANSWER>1</ANSWER>",
+        ORG,
+        C.DUPLICATE_FORK,
+    ),
     ("pool_overflow", "<FORK-1>a</FORK-1><FORK-2>b</FORK-2><FORK-3>c</FORK-3>", ORG, C.POOL_OVERFLOW),
     ("join_unknown", "<JOIN-4>x</JOIN-4><ANSWER>1</ANSWER>", ORG, C.JOIN_UNKNOWN),
     ("join_twice", "<FORK-1>a</FORK-1><JOIN-1>r</JOIN-1><JOIN-1>r</JOIN-1><ANSWER>1</ANSWER>", ORG, C.JOIN_TWICE),
@@ -96,7 +104,9 @@ def test_worker_return_and_recursive_worker():
 
 def test_index_reuse_after_join_when_allowed():
     cfg = ParserConfig(capacity=2, allow_index_reuse=True)
-    assert codes("<FORK-1>a</FORK-1><JOIN-1>r</JOIN-1><FORK-1>b</FORK-1><JOIN-1>r</JOIN-1><ANSWER>1</ANSWER>", cfg) == []
+    assert (
+        codes("<FORK-1>a</FORK-1><JOIN-1>r</JOIN-1><FORK-1>b</FORK-1><JOIN-1>r</JOIN-1><ANSWER>1</ANSWER>", cfg) == []
+    )
 
 
 def test_wait_policy_has_no_overflow_and_unjoined_can_be_ignored():

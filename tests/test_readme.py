@@ -13,8 +13,12 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.mark.skipif(shutil.which("git") is None or not (REPO / ".git").exists(), reason="needs a git checkout")
 def test_readme_tree_lists_exactly_the_tracked_files():
-    result = subprocess.run([sys.executable, str(REPO / "scripts" / "readme_tree.py"), "--check", str(REPO / "README.md")],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "readme_tree.py"), "--check", str(REPO / "README.md")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 

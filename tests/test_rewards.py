@@ -6,8 +6,6 @@ import logging
 
 import pytest
 
-from asyncthink.episode import Episode, EpisodeStatus, Row, RowFormatError
-from asyncthink.protocol import FormatErrorCode, Role
 from asyncthink.envs.rewards import (
     RewardConfig,
     accuracy,
@@ -17,6 +15,8 @@ from asyncthink.envs.rewards import (
     episode_reward,
     safe,
 )
+from asyncthink.episode import Episode, EpisodeStatus, Row, RowFormatError
+from asyncthink.protocol import FormatErrorCode, Role
 from tests.builders import build_episode
 
 # organizer 18 steps, two workers of 5 and 6 tokens: eta = 29/18 (see test_metrics), capacity 4

@@ -16,13 +16,13 @@ import torch
 
 from asyncthink.config_io import load_config
 from asyncthink.runtime_config import RuntimeConfig
-from tests.fakes import OutcomeEngine
-from tests.rl_fake_run import OUTCOMES, config
 from asyncthink.training.replay import replay_episode
 from asyncthink.training.rl import GRPOTrainer
 from asyncthink.training.rl_batch import collate, episode_rows, group_advantages
 from asyncthink.training.rl_config import RLConfig
 from asyncthink.training.rl_loss import policy_loss, token_logprobs
+from tests.fakes import OutcomeEngine
+from tests.rl_fake_run import OUTCOMES, config
 
 REPO = Path(__file__).resolve().parents[1]
 

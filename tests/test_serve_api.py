@@ -60,8 +60,12 @@ async def test_completions_endpoint_and_system_messages():
         client = s.openai()
         resp = await client.completions.create(model=MODEL, prompt="Q", max_tokens=500)
         assert resp.choices[0].text == ORGANIZER_TEXT and resp.model_extra["asyncthink"]["answer"] == "42"
-        messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "earlier"},
-                    {"role": "assistant", "content": "ok"}, {"role": "user", "content": [{"type": "text", "text": "Q"}]}]
+        messages = [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "earlier"},
+            {"role": "assistant", "content": "ok"},
+            {"role": "user", "content": [{"type": "text", "text": "Q"}]},
+        ]
         chat = await client.chat.completions.create(model=MODEL, messages=messages)
     assert chat.choices[0].message.content == ORGANIZER_TEXT
     organizer_prompt = engine.tokenizer.decode(engine.requests[-1].prompt_ids)

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from asyncthink.batch import make_items, run_batch
+from asyncthink.envs import make_task
 from asyncthink.episode import EpisodeStatus, consistency_problems
 from asyncthink.executor import EpisodeExecutor
 from asyncthink.runtime_config import RuntimeConfig
-from asyncthink.envs import make_task
 
 pytestmark = pytest.mark.slow
 
@@ -47,8 +47,12 @@ async def test_solves_held_out_problems_in_every_mode(organizer_engine, mode):
     task, problems = held_out_countdown()
     runtime = RuntimeConfig(mode=mode, capacity=4, max_organizer_tokens=512, max_worker_tokens=256, max_forks=6,
                             parallel_traces=3, temperature=0.7, prompts={"style": "compact"})
-    episodes = await run_batch(EpisodeExecutor(organizer_engine, runtime, task), make_items(problems, samples=SAMPLES, seed=0),
-                               max_in_flight=32, progress=False)
+    episodes = await run_batch(
+        EpisodeExecutor(organizer_engine, runtime, task),
+        make_items(problems, samples=SAMPLES, seed=0),
+        max_in_flight=32,
+        progress=False,
+    )
     assert all(consistency_problems(ep) == [] for ep in episodes)
     assert all(ep.status != EpisodeStatus.ERROR for ep in episodes)
     score = sum(ep.score or 0.0 for ep in episodes) / len(episodes)

@@ -34,11 +34,11 @@ import torch
 
 from asyncthink.batch import make_items, run_batch
 from asyncthink.config_io import save_config
-from asyncthink.episode import Episode, write_jsonl
-from asyncthink.executor import EpisodeExecutor
 from asyncthink.envs import make_task
 from asyncthink.envs.manifest import dataset_manifest
 from asyncthink.envs.rewards import RewardBreakdown, episode_reward, trainable
+from asyncthink.episode import Episode, write_jsonl
+from asyncthink.executor import EpisodeExecutor
 from asyncthink.training.checkpoint import TrainState, latest_checkpoint, load_checkpoint, save_checkpoint
 from asyncthink.training.rl_batch import TrainRow, collate, episode_rows, group_advantages, micro_batches
 from asyncthink.training.rl_config import RLConfig

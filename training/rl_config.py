@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from asyncthink.engines import EngineConfig
-from asyncthink.runtime_config import Mode, RuntimeConfig
 from asyncthink.envs.rewards import RewardConfig
+from asyncthink.runtime_config import Mode, RuntimeConfig
 
 
 @dataclass

@@ -8,9 +8,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from asyncthink.envs.rewards import RewardBreakdown
 from rich.console import Console
 
+from asyncthink.envs.rewards import RewardBreakdown
 from asyncthink.episode import Episode, EpisodeStatus
 
 CURVES = [("reward", "reward"), ("accuracy", "accuracy"), ("eta_over_capacity", "eta / capacity"),
@@ -29,7 +29,8 @@ def episode_stats(episodes: list[Episode]) -> dict[str, float]:
     codes = collections.Counter(code for ep in episodes for code in set(ep.error_codes))
     statuses = collections.Counter(str(ep.status) for ep in episodes)
     stats = {
-        "reward": mean(ep.reward or 0.0 for ep in episodes),
+        # over the episodes the update can use: an engine failure's reward is nobody's signal
+        "reward": mean(ep.reward or 0.0 for ep in episodes if ep.status != EpisodeStatus.ERROR),
         "accuracy": mean(ep.score or 0.0 for ep in episodes),
         "format_error_rate": sum(ep.has_format_error for ep in episodes) / n,
         "eta_over_capacity": mean(ep.metrics.get("eta_over_capacity", 0.0) for ep in episodes),

@@ -92,7 +92,9 @@ class SynthConfig:
         if bad:
             raise ValueError(f"modes must be asyncthink and/or sequential, got {bad}")
         if self.problems < 1 or self.traces_per_problem < 1:
-            raise ValueError(f"problems and traces_per_problem must be >= 1, got {self.problems}, {self.traces_per_problem}")
+            raise ValueError(
+                f"problems and traces_per_problem must be >= 1, got {self.problems}, {self.traces_per_problem}"
+            )
         self.topology.capacity = self.runtime.capacity
 
 

@@ -138,9 +138,9 @@ async def run_teacher(cfg: TeacherRunConfig, teacher: Engine | None = None) -> d
 
     from asyncthink.config_io import save_config
     from asyncthink.engines import build_engine
-    from asyncthink.episode import write_jsonl
     from asyncthink.envs import make_task
     from asyncthink.envs.manifest import dataset_manifest
+    from asyncthink.episode import write_jsonl
     from asyncthink.training.model_prep import tokenizer_digest
     from asyncthink.training.sft_data import sft_dataset
 

@@ -211,7 +211,9 @@ class HFEngine(Engine):
         width = max(self._mask.shape[1], seq.length)
         merged = []
         for (ok, ov), (nk, nv) in zip(old_layers, new_layers, strict=True):
-            merged.append((torch.cat([_lpad(ok, width), _lpad(nk, width)]), torch.cat([_lpad(ov, width), _lpad(nv, width)])))
+            merged.append(
+                (torch.cat([_lpad(ok, width), _lpad(nk, width)]), torch.cat([_lpad(ov, width), _lpad(nv, width)]))
+            )
         new_mask = torch.ones(1, seq.length, dtype=self._mask.dtype, device=self.device)
         self._mask = torch.cat([_lpad(self._mask, width, dim=1), _lpad(new_mask, width, dim=1)])
         self._cache = DynamicCache(ddp_cache_data=merged)

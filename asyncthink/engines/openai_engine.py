@@ -181,7 +181,9 @@ class OpenAIEngine(Engine):
         except EngineError:
             raise
         except TimeoutError as exc:
-            raise EngineError(EngineErrorKind.TIMEOUT, f"{endpoint}: no data for {self.options.read_timeout_s}s") from exc
+            raise EngineError(
+                EngineErrorKind.TIMEOUT, f"{endpoint}: no data for {self.options.read_timeout_s}s"
+            ) from exc
         except (aiohttp.ClientError, ConnectionError) as exc:
             raise EngineError(EngineErrorKind.CONNECTION, f"{endpoint}: {exc!r}") from exc
         if state.final is None:

@@ -146,7 +146,9 @@ class VLLMEngine(Engine):
 
         from safetensors.torch import save_file
 
-        tensors = {name: t.detach().to("cpu").clone() for name, t in state_dict.items()}  # clone: tied weights share memory
+        tensors = {
+            name: t.detach().to("cpu").clone() for name, t in state_dict.items()
+        }  # clone: tied weights share memory
         with tempfile.TemporaryDirectory(prefix="asyncthink-weights-") as folder:
             save_file(tensors, os.path.join(folder, "model.safetensors"))
             await self._llm.collective_rpc(

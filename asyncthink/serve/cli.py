@@ -29,7 +29,9 @@ def serve(
     port: int = typer.Option(None, help="Port to listen on (default 8000)."),
     mode: str = typer.Option(None, help="Default mode: asyncthink | sequential | parallel (default asyncthink)."),
     capacity: int = typer.Option(None, help="Default pool size (organizer + workers) (default 4)."),
-    max_tokens: int = typer.Option(None, help="Default organizer token budget when a request gives none (default 1024)."),
+    max_tokens: int = typer.Option(
+        None, help="Default organizer token budget when a request gives none (default 1024)."
+    ),
     max_worker_tokens: int = typer.Option(None, help="Default per-worker token budget (default 512)."),
     prompt_style: str = typer.Option(None, help="full | compact (compact for tiny models) (default full)."),
     max_concurrent: int = typer.Option(None, help="Episodes running at once (default 16)."),
@@ -39,8 +41,11 @@ def serve(
     config: Path = typer.Option(None, help="YAML ServeConfig file."),
     set_: list[str] = typer.Option([], "--set", help="ServeConfig override key=value (repeatable)."),
     access_log: bool = typer.Option(True, help="Log every request."),
-    api_key: str = typer.Option(None, envvar="ASYNCTHINK_API_KEY",
-                                help="Require 'Authorization: Bearer KEY' on /v1/* (as vllm serve --api-key)."),
+    api_key: str = typer.Option(
+        None,
+        envvar="ASYNCTHINK_API_KEY",
+        help="Require 'Authorization: Bearer KEY' on /v1/* (as vllm serve --api-key).",
+    ),
     connect_timeout: float = typer.Option(None, help="--engine openai: seconds to connect upstream (default 10)."),
     read_timeout: float = typer.Option(None, help="--engine openai: seconds without upstream data (default 300)."),
     retries: int = typer.Option(None, help="--engine openai: retries before the first token (default 3)."),

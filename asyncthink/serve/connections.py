@@ -67,9 +67,15 @@ class ConnectionGuard:
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        """After each request the connection waits for the next head: idle again, with a fresh deadline."""
+        """Once a response is fully written the connection waits for the next head: idle again, with a fresh
+        deadline. (The outermost middleware, so the response is final when it writes it out here; marking it
+        idle before the body is out would let the sweeper cut a slow reader off mid-body.)"""
         try:
-            return await handler(request)
+            response = await handler(request)
+            if not response.prepared:
+                await response.prepare(request)
+            await response.write_eof()
+            return response
         finally:
             self.mark_idle(request.protocol)
 
