@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import bisect
 import hashlib
-import itertools
 import logging
 import time
 from collections.abc import Callable
@@ -348,39 +347,20 @@ class _Episode:
         return join
 
     def _consume(self, st: _RowState, ids: list[int], logprobs: list[float] | None) -> tuple[int, int] | None:
-        """Take one engine delta (one token, or many when the engine coalesced them while we lagged)."""
-        if not ids:
-            return None
+        """Take one engine delta (one token, or several when the engine coalesced them while we lagged),
+        token by token, so a join ends the row exactly at the token that completed its tag."""
         row = st.row
-        self.last_token_s = self.now()
-        if logprobs is None or len(logprobs) != len(ids):
+        if ids:
+            self.last_token_s = self.now()
+        if ids and (logprobs is None or len(logprobs) != len(ids)):
             # a made-up logprob would be trained on as if the engine had sampled with it: fail the episode
             raise EngineError(EngineErrorKind.SERVER, f"the engine returned {len(ids)} tokens with "
                               f"{'no' if logprobs is None else len(logprobs)} logprobs (row {row.row_id})")
-        push = st.detok.push
-        pieces = [push(tok) for tok in ids]
-        text = "".join(pieces) if len(pieces) > 1 else pieces[0]
-        if len(ids) == 1 or "<" in text or not st.parser.idle:
-            return self._consume_tokens(st, ids, logprobs, pieces)
-        # no tag can start, continue or end in this chunk: one bulk update, no per-token parsing
-        row.completion_ids += ids
-        row.completion_mask += [1] * len(ids)
-        row.logprobs += map(float, logprobs)
-        st.offsets += itertools.islice(itertools.accumulate(map(len, pieces), initial=st.chars), 1, None)
-        st.chars = st.offsets[-1]
-        st.parser.feed(text)  # advances its stream offset; cannot raise an event (idle, no "<")
-        if self.on_event is not None and text:
-            self.on_event(TextDelta(row.row_id, text))
-        return None
-
-    def _consume_tokens(self, st: _RowState, ids: list[int], logprobs: list[float],
-                        pieces: list[str]) -> tuple[int, int] | None:
-        """Token by token, so a join ends the row exactly at the token that completed its tag."""
-        row = st.row
-        for tok, logprob, piece in zip(ids, logprobs, pieces, strict=True):
+        for tok, logprob in zip(ids, logprobs or (), strict=True):
             row.completion_ids.append(tok)
             row.completion_mask.append(1)
             row.logprobs.append(float(logprob))
+            piece = st.detok.push(tok)
             if self.on_event is not None and piece:
                 self.on_event(TextDelta(row.row_id, piece))
             st.chars += len(piece)

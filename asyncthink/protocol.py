@@ -244,12 +244,6 @@ class ProtocolParser:
         return self._s.mode == _Mode.TEXT and self._buf.startswith(JOIN_PREFIX)
 
     @property
-    def idle(self) -> bool:
-        """True when text without ``<`` can raise no event: no partial tag is buffered, no join awaits its
-        appended text, and the row has not ended (the executor then takes a whole chunk at once)."""
-        return not self._buf and self._s.mode != _Mode.APPENDED and not self._s.finished
-
-    @property
     def awaiting_append(self) -> bool:
         """True right after a ``<JOIN-i>``, until its ``</JOIN-i>`` is seen."""
         return self._s.mode == _Mode.APPENDED

@@ -74,6 +74,7 @@ class ClockEngine(ScriptedEngine):
                     s.ready.set()
 
     async def generate(self, request: GenerateRequest) -> AsyncIterator[Delta]:
+        self.requests.append(request)
         sp = clamp_to_context(request, self.max_model_len)
         ids = self.tokenizer.encode(self._segment(request)) + [self.tokenizer.eos_token_id]
         stops = set(sp.stop_token_ids) | {self.tokenizer.eos_token_id}
@@ -132,7 +133,7 @@ async def measure(size: int, d: float, forks: int, worker_len: int, org_len: int
     await engine.close()
     statuses = Counter(str(e.status) for e in episodes)
     assert statuses == {"ok": size}, statuses
-    engine_cpu = await plain_requests_cpu(scripts, d, episodes)
+    engine_cpu = await plain_requests_cpu(scripts, d, engine.requests)
     ratios = [e.wall_s / (e.metrics["latency"] * d) for e in episodes]
     return {"size": size, "forks": forks, "latency": episodes[0].metrics["latency"], "statuses": dict(statuses),
             "ratio_mean": statistics.mean(ratios), "ratio_max": max(ratios), "batch_wall_s": total,
@@ -140,18 +141,17 @@ async def measure(size: int, d: float, forks: int, worker_len: int, org_len: int
             "runtime_us_per_token": 1e6 * (cpu - engine_cpu) / engine.tokens, "cpu_s": cpu, "engine_cpu_s": engine_cpu}
 
 
-async def plain_requests_cpu(scripts: dict[str, str], d: float, episodes: list) -> float:
-    """CPU seconds of the clocked engine alone streaming the same requests to a consumer that only counts."""
+async def plain_requests_cpu(scripts: dict[str, str], d: float, requests: list[GenerateRequest]) -> float:
+    """CPU seconds of the same engine serving the same requests, all at once, to a consumer that only drains
+    them: everything the engine costs (prompt lookup, deltas, the clock), so the rest is the runtime's."""
     engine = ClockEngine(scripts, d)
-    # a request span holds only generated ids: the runtime appends a join's ids between requests
-    requests = [r.completion_ids[span.start : span.end] for ep in episodes for r in ep.rows for span in r.requests]
 
-    async def drain(ids: list[int]) -> None:
-        async for _ in engine.stream_ids(ids):
+    async def drain(request: GenerateRequest) -> None:
+        async for _ in engine.generate(request):
             pass
 
     cpu0 = time.process_time()
-    await asyncio.gather(*(drain(ids) for ids in requests if ids))
+    await asyncio.gather(*(drain(r) for r in requests))
     cpu = time.process_time() - cpu0
     await engine.close()
     return cpu

