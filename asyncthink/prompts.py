@@ -15,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from asyncthink.config_io import require
+
 PROMPT_VERSION = "1"
 
 ORGANIZER_FULL = """You are the organizer of a team of workers that think in parallel with you.
@@ -56,8 +58,9 @@ class PromptConfig:
     """Extra template variables, e.g. ``{"enable_thinking": false}`` for Qwen3."""
 
     def __post_init__(self) -> None:
-        if self.style not in ("full", "compact"):
-            raise ValueError(f"prompt style must be 'full' or 'compact', got {self.style!r}")
+        require(
+            (self.style in ("full", "compact"), f"prompt style must be 'full' or 'compact', got {self.style!r}"),
+        )
 
     @property
     def version(self) -> str:

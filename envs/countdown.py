@@ -50,6 +50,7 @@ import re
 from dataclasses import dataclass
 from fractions import Fraction
 
+from asyncthink.config_io import require
 from asyncthink.envs import arith
 from asyncthink.task import Problem, Task
 
@@ -266,18 +267,23 @@ class CountdownConfig:
     """Problems per split when ``dataset`` gets no ``n``."""
 
     def __post_init__(self):
-        if not 2 <= self.n_numbers <= 5:
-            raise ValueError(f"n_numbers must be in 2..5, got {self.n_numbers!r}")
-        if not 1 <= self.min_number <= self.max_number:
-            raise ValueError(f"need 1 <= min_number <= max_number, got {self.min_number!r}, {self.max_number!r}")
-        if self.min_target > self.max_target:
-            raise ValueError(f"min_target {self.min_target!r} is above max_target {self.max_target!r}")
-        if self.required < 1:
-            raise ValueError(f"required must be >= 1, got {self.required!r}")
-        if self.max_expressions is not None and self.max_expressions < 1:
-            raise ValueError(f"max_expressions must be >= 1 or None, got {self.max_expressions!r}")
-        if not 0 < self.test_fraction < 1:
-            raise ValueError(f"test_fraction must be in (0, 1), got {self.test_fraction!r}")
+        require(
+            (2 <= self.n_numbers <= 5, f"n_numbers must be in 2..5, got {self.n_numbers!r}"),
+            (
+                1 <= self.min_number <= self.max_number,
+                f"need 1 <= min_number <= max_number, got {self.min_number!r}, {self.max_number!r}",
+            ),
+            (
+                self.min_target <= self.max_target,
+                f"min_target {self.min_target!r} is above max_target {self.max_target!r}",
+            ),
+            (self.required >= 1, f"required must be >= 1, got {self.required!r}"),
+            (
+                self.max_expressions is None or self.max_expressions >= 1,
+                f"max_expressions must be >= 1 or None, got {self.max_expressions!r}",
+            ),
+            (0 < self.test_fraction < 1, f"test_fraction must be in (0, 1), got {self.test_fraction!r}"),
+        )
 
     @property
     def checked(self) -> int:

@@ -33,6 +33,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from asyncthink.config_io import require
 from asyncthink.envs.math_check import MathChecker, get_checker, number_key
 from asyncthink.task import Problem, Task
 
@@ -200,8 +201,9 @@ class MathConfig:
 
         for name in (self.dataset, self.train_dataset):
             check_source(name)
-        if not self.timeout_s > 0:
-            raise ValueError(f"timeout_s must be > 0, got {self.timeout_s!r}")
+        require(
+            (self.timeout_s > 0, f"timeout_s must be > 0, got {self.timeout_s!r}"),
+        )
 
 
 class MathTask(Task):

@@ -41,6 +41,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from asyncthink.config_io import require
 from asyncthink.episode import Episode, EpisodeStatus
 from asyncthink.metrics import episode_metrics
 
@@ -64,16 +65,17 @@ class RewardConfig:
     gate: str = "none"
     """When the concurrency term is paid: "none" (always), "positive" (score > 0), "correct" (score >= 1)."""
     def __post_init__(self):
-        if not 0 < self.tau <= 1:
-            raise ValueError(f"tau must be in (0, 1], got {self.tau!r}")
-        if self.gate not in GATES:
-            raise ValueError(f"gate must be one of {GATES}, got {self.gate!r}")
+        require(
+            (0 < self.tau <= 1, f"tau must be in (0, 1], got {self.tau!r}"),
+            (self.gate in GATES, f"gate must be one of {GATES}, got {self.gate!r}"),
+        )
         for name in ("r_format_error", "accuracy_weight", "concurrency_weight"):
             value = getattr(self, name)
             if not isinstance(value, int | float) or not math.isfinite(value):
                 raise ValueError(f"{name} must be a finite number, got {value!r}")
-        if self.concurrency_weight < 0:
-            raise ValueError(f"concurrency_weight must be >= 0, got {self.concurrency_weight!r}")
+        require(
+            (self.concurrency_weight >= 0, f"concurrency_weight must be >= 0, got {self.concurrency_weight!r}"),
+        )
 
     def check_capacity(self, capacity: int) -> None:
         """Reject a ``tau`` the concurrency term cannot vary under: ``eta / capacity >= 1 / capacity``."""

@@ -67,8 +67,9 @@ class TaskSpec:
     """Organizer-token budgets for this task; ``None`` = ``EvalConfig.budgets``."""
 
     def __post_init__(self) -> None:
-        if not isinstance(self.options, dict):
-            raise ValueError(f"task {self.name!r}: options must be a mapping, got {self.options!r}")
+        require(
+            (isinstance(self.options, dict), f"task {self.name!r}: options must be a mapping, got {self.options!r}"),
+        )
         if self.label is None:
             dataset = self.options.get("dataset") if self.name == "math" else None
             if isinstance(dataset, dict):  # a bring-your-own dataset: its name, else its path's last part
@@ -76,12 +77,14 @@ class TaskSpec:
 
                 dataset = re.sub(r"[^A-Za-z0-9._-]", "_", MathDataSpec(**dataset).label)
             self.label = f"{self.name}-{dataset}" if dataset else self.name
-        if not _LABEL.match(self.label):
-            raise ValueError(f"task label must be letters, digits, '.', '_' or '-', got {self.label!r}")
-        if self.n is not None and self.n < 1:
-            raise ValueError(f"task {self.label!r}: n must be >= 1 or null, got {self.n!r}")
-        if self.samples is not None and self.samples < 1:
-            raise ValueError(f"task {self.label!r}: samples must be >= 1, got {self.samples!r}")
+        require(
+            (_LABEL.match(self.label), f"task label must be letters, digits, '.', '_' or '-', got {self.label!r}"),
+            (not (self.n is not None and self.n < 1), f"task {self.label!r}: n must be >= 1 or null, got {self.n!r}"),
+            (
+                not (self.samples is not None and self.samples < 1),
+                f"task {self.label!r}: samples must be >= 1, got {self.samples!r}",
+            ),
+        )
         if self.budgets is not None:
             self.budgets = _budgets(self.budgets, f"task {self.label!r}")
 
@@ -144,11 +147,16 @@ class EvalConfig:
             (len(set(self.modes)) == len(self.modes), f"modes must not repeat, got {[str(m) for m in self.modes]}"),
             (self.samples >= 1, f"samples must be >= 1, got {self.samples!r}"),
             (self.max_in_flight >= 1, f"max_in_flight must be >= 1, got {self.max_in_flight!r}"),
-            (self.max_problems is None or self.max_problems >= 1, f"max_problems must be >= 1, got {self.max_problems!r}"),
+            (
+                self.max_problems is None or self.max_problems >= 1,
+                f"max_problems must be >= 1, got {self.max_problems!r}",
+            ),
             (self.bootstrap >= 1, f"bootstrap must be >= 1, got {self.bootstrap!r}"),
             (0 < self.ci < 1, f"ci must be in (0, 1), got {self.ci!r}"),
-            (self.runtime.capacity >= 2 or Mode.ASYNCTHINK not in self.modes,
-             f"runtime.capacity must be >= 2 for asyncthink, got {self.runtime.capacity!r}"),
+            (
+                self.runtime.capacity >= 2 or Mode.ASYNCTHINK not in self.modes,
+                f"runtime.capacity must be >= 2 for asyncthink, got {self.runtime.capacity!r}",
+            ),
         )
 
     def task_budgets(self, spec: TaskSpec) -> list[int]:

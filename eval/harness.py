@@ -96,7 +96,9 @@ def fingerprint(cfg: dict[str, Any]) -> dict[str, Any]:
     label: the problems behind a label (task, options, split, seed) must not change; adding tasks is fine."""
     runtime = {k: v for k, v in (cfg.get("runtime") or {}).items() if k not in ("mode", "max_organizer_tokens")}
     engine = cfg.get("engine") or {}
-    tasks = {t.get("label"): {k: t.get(k) for k in ("name", "options", "split", "seed")} for t in cfg.get("tasks") or []}
+    tasks = {
+        t.get("label"): {k: t.get(k) for k in ("name", "options", "split", "seed")} for t in cfg.get("tasks") or []
+    }
     return {"engine.model": engine.get("model"), "runtime": runtime, "seed": cfg.get("seed"), "tasks": tasks}
 
 

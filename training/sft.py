@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from asyncthink.config_io import save_config
+from asyncthink.config_io import require, save_config
 from asyncthink.training.sft_lora import LoRAOptions
 
 
@@ -63,16 +63,19 @@ class SFTRunConfig:
     """LoRA instead of full fine-tuning (``lora.enabled``); writes ``out/adapter`` beside the merged model."""
 
     def __post_init__(self) -> None:
-        if not self.model:
-            raise ValueError("sft needs a model, got ''")
-        if not self.datasets:
-            raise ValueError("sft needs at least one synth folder in datasets, got []")
+        require(
+            (self.model, "sft needs a model, got ''"),
+            (self.datasets, "sft needs at least one synth folder in datasets, got []"),
+        )
         bad = [m for m in self.modes if m not in ("asyncthink", "sequential")]
-        if bad or not self.modes:
-            raise ValueError(f"modes must be asyncthink and/or sequential, got {self.modes}")
-        if self.max_steps < 1 or self.batch_size < 1 or self.learning_rate <= 0:
-            raise ValueError(f"need max_steps >= 1, batch_size >= 1, learning_rate > 0; got "
-                             f"{self.max_steps}, {self.batch_size}, {self.learning_rate}")
+        require(
+            (not (bad or not self.modes), f"modes must be asyncthink and/or sequential, got {self.modes}"),
+            (
+                not (self.max_steps < 1 or self.batch_size < 1 or self.learning_rate <= 0),
+                f"need max_steps >= 1, batch_size >= 1, learning_rate > 0; "
+                f"got {self.max_steps}, {self.batch_size}, {self.learning_rate}",
+            ),
+        )
 
 
 def load_rows(cfg: SFTRunConfig, tokenizer: Any):

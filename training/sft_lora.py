@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from asyncthink.config_io import require
+
 
 @dataclass
 class LoRAOptions:
@@ -36,12 +38,14 @@ class LoRAOptions:
     """When the tags are added tokens, train their embedding rows too (PEFT trainable tokens)."""
 
     def __post_init__(self) -> None:
-        if self.r < 1 or self.alpha < 1:
-            raise ValueError(f"lora.r and lora.alpha must be >= 1, got r={self.r}, alpha={self.alpha}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"lora.dropout must be in [0, 1), got {self.dropout}")
-        if not self.target_modules:
-            raise ValueError(f"lora.target_modules must name at least one module, got {self.target_modules}")
+        require(
+            (
+                not (self.r < 1 or self.alpha < 1),
+                f"lora.r and lora.alpha must be >= 1, got r={self.r}, alpha={self.alpha}",
+            ),
+            (0.0 <= self.dropout < 1.0, f"lora.dropout must be in [0, 1), got {self.dropout}"),
+            (self.target_modules, f"lora.target_modules must name at least one module, got {self.target_modules}"),
+        )
 
 
 def require_peft() -> None:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from asyncthink.config_io import save_config
+from asyncthink.config_io import require, save_config
 from asyncthink.episode import Episode, EpisodeStatus, write_jsonl
 from asyncthink.runtime_config import Mode, RuntimeConfig
 from asyncthink.training.replay import replay_episode
@@ -86,15 +86,17 @@ class SynthConfig:
     """Output folder."""
 
     def __post_init__(self) -> None:
-        if self.task not in SYNTHESIZERS:
-            raise ValueError(f"no synthesizer for task {self.task!r}; have {sorted(SYNTHESIZERS)}")
+        require(
+            (self.task in SYNTHESIZERS, f"no synthesizer for task {self.task!r}; have {sorted(SYNTHESIZERS)}"),
+        )
         bad = [m for m in self.modes if m not in ("asyncthink", "sequential")]
-        if bad:
-            raise ValueError(f"modes must be asyncthink and/or sequential, got {bad}")
-        if self.problems < 1 or self.traces_per_problem < 1:
-            raise ValueError(
-                f"problems and traces_per_problem must be >= 1, got {self.problems}, {self.traces_per_problem}"
-            )
+        require(
+            (not bad, f"modes must be asyncthink and/or sequential, got {bad}"),
+            (
+                not (self.problems < 1 or self.traces_per_problem < 1),
+                f"problems and traces_per_problem must be >= 1, got {self.problems}, {self.traces_per_problem}",
+            ),
+        )
         self.topology.capacity = self.runtime.capacity
 
 

@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from asyncthink.config_io import require
 from asyncthink.engines import EngineConfig
 from asyncthink.engines.base import Engine, generate_all
 from asyncthink.engines.types import GenerateRequest, SamplingParams
@@ -120,10 +121,13 @@ class TeacherRunConfig:
     """Output folder (same layout as ``train synth``)."""
 
     def __post_init__(self) -> None:
-        if not self.tokenizer:
-            raise ValueError("teacher mode needs the student's tokenizer folder, got ''")
-        if self.problems < 1 or self.concurrency < 1:
-            raise ValueError(f"problems and concurrency must be >= 1, got {self.problems}, {self.concurrency}")
+        require(
+            (self.tokenizer, "teacher mode needs the student's tokenizer folder, got ''"),
+            (
+                not (self.problems < 1 or self.concurrency < 1),
+                f"problems and concurrency must be >= 1, got {self.problems}, {self.concurrency}",
+            ),
+        )
 
 
 async def run_teacher(cfg: TeacherRunConfig, teacher: Engine | None = None) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from asyncthink.config_io import require
 from asyncthink.engines.base import Engine
 
 
@@ -58,10 +59,16 @@ class EngineConfig:
 
     def __post_init__(self) -> None:
         self.kind = EngineKind(self.kind)
-        if self.kind == EngineKind.OPENAI and not self.base_urls:
-            raise ValueError("engine kind 'openai' needs base_urls (e.g. ['http://127.0.0.1:8000'])")
-        if self.kind != EngineKind.OPENAI and not self.model:
-            raise ValueError(f"engine kind {self.kind.value!r} needs a model path or name, got {self.model!r}")
+        require(
+            (
+                not (self.kind == EngineKind.OPENAI and not self.base_urls),
+                "engine kind 'openai' needs base_urls (e.g. ['http://127.0.0.1:8000'])",
+            ),
+            (
+                not (self.kind != EngineKind.OPENAI and not self.model),
+                f"engine kind {self.kind.value!r} needs a model path or name, got {self.model!r}",
+            ),
+        )
 
 
 async def build_engine(cfg: EngineConfig) -> Engine:
