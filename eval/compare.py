@@ -112,11 +112,12 @@ def comparison_table(comparisons: Sequence[Comparison | dict[str, Any]], ci: flo
         c = c if isinstance(c, dict) else c.to_dict()
         scale = 100.0 if c["metric"] in ("accuracy", "format_error") else 1.0
         unit = " pp" if scale == 100.0 else ""
+        digits = 1 if scale == 100.0 or c["metric"] == "latency" else 3  # eta/capacity and scores live in [0, 1]
         interval = "-" if c["ci"] is None else (
-            f"{c['diff'] * scale:+.1f}{unit} [{c['ci'][0] * scale:+.1f}, {c['ci'][1] * scale:+.1f}]")
+            f"{c['diff'] * scale:+.{digits}f}{unit} [{c['ci'][0] * scale:+.{digits}f}, "
+            f"{c['ci'][1] * scale:+.{digits}f}]")
         verdict = c["verdict"]
-        means = ["-" if m is None else f"{m * scale:.1f}" if scale == 100.0 else f"{m:.3f}"
-                 for m in (c["mean_a"], c["mean_b"])]
+        means = ["-" if m is None else f"{m * scale:.{digits}f}" for m in (c["mean_a"], c["mean_b"])]
         lines.append(f"| {c['metric']} | {c['a']} | {c['b']} | {c['problems']} | {means[0]} | {means[1]} "
                      f"| {interval} | {verdict} |")
     return lines
