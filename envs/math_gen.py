@@ -1,4 +1,4 @@
-r"""Generated math word problems that a tiny model can learn, scored by the math task's own scorer.
+"""Generated math word problems that a tiny model can learn, scored by the math task's own scorer.
 
 A problem is a sum of groups, each "a <containers> of b <items>", less an
 optional number given away::
@@ -9,7 +9,7 @@ optional number given away::
 Each group is a sub-question a worker can answer alone ("3 boxes of 4 pens"
 -> 12), and the organizer adds up what its workers return, so the task has
 the fork/join shape of real math at a size a few-million-parameter model can
-learn on a CPU. Answers are written ``\boxed{16}`` inside ``<ANSWER>`` and go
+learn on a CPU. Answers are written ``\\boxed{16}`` inside ``<ANSWER>`` and go
 through ``MathTask``'s extraction and scoring (plain numbers compared as exact
 fractions), the same path as AIME or GSM8K.
 

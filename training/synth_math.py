@@ -1,15 +1,15 @@
-r"""Programmatic AsyncThink traces for the generated math task (``math_gen``), and matching sequential traces.
+"""Programmatic AsyncThink traces for the generated math task (``math_gen``), and matching sequential traces.
 
 The organizer forks one worker per group ("3 boxes of 4 pens"), or works a
 group out itself (``p_self_search``, while its workers run), joins them in
 order or shuffled (``p_shuffle``), then adds the products two at a time and
-subtracts what was given away, one line a step, and answers ``\boxed{N}``::
+subtracts what was given away, one line a step, and answers ``\\boxed{N}``::
 
     <FORK-1>3 boxes of 4 pens</FORK-1><FORK-2>5 bags of 2 pens</FORK-2>
     <JOIN-1>12</JOIN-1><JOIN-2>10</JOIN-2>
     12+10=22
     22-6=16
-    <ANSWER>\boxed{16}</ANSWER>
+    <ANSWER>\\boxed{16}</ANSWER>
 
 A worker counts (``3*4: 4 8 12``) and returns ``12``; the organizer counts
 the groups it keeps the same way. The sequential trace counts every group
