@@ -7,6 +7,11 @@ bytes to an incremental UTF-8 decoder is exact and cheap. Other tokenizers
 decode a small window (as vLLM and TGI do) and hold back a piece while it ends
 in an incomplete UTF-8 sequence. Either way the concatenated pieces equal
 ``tokenizer.decode(ids, skip_special_tokens=False)``.
+
+``push_plain`` is the bulk path the executor takes for a whole engine delta:
+on byte-level tokenizers, a run of tokens none of whose bytes is ``<`` cannot
+start or hold a protocol tag, so it is decoded in one step with no per-token
+Python work. Every other delta goes token by token through ``push``.
 """
 
 from __future__ import annotations
@@ -58,6 +63,9 @@ def _build_table(tokenizer: Any) -> dict[int, bytes] | None:
 class IncrementalDetokenizer:
     """Feeds token ids, returns the new text each one completes."""
 
+    bulk = True
+    """Whether ``push_plain`` may decode whole deltas (tests turn it off to compare with the per-token path)."""
+
     def __init__(self, tokenizer: Any, context_ids: list[int] | None = None) -> None:
         self.tokenizer = tokenizer
         self._own = getattr(tokenizer, "token_bytes", None)
@@ -73,6 +81,25 @@ class IncrementalDetokenizer:
         if self._table is not None and token_id in self._table:
             return self._utf8.decode(self._table[token_id])
         return self._push_window(token_id)
+
+    def push_plain(self, token_ids: list[int]) -> str | None:
+        """The text of ``token_ids`` in one step if none of their bytes is ``<``; else ``None``, consuming nothing.
+
+        Only byte-level tokenizers take this path: a window tokenizer may merge text across tokens, so its
+        bytes per token are unknown and every token goes through ``push``.
+        """
+        if not self.bulk:
+            return None
+        if self._own is not None:
+            raw = b"".join(map(self._own, token_ids))
+        elif self._table is not None:
+            try:
+                raw = b"".join(map(self._table.__getitem__, token_ids))
+            except KeyError:  # an id outside the vocabulary: the window path decides what it is
+                return None
+        else:
+            return None
+        return None if b"<" in raw else self._utf8.decode(raw)
 
     def _push_window(self, token_id: int) -> str:
         self.ids.append(token_id)

@@ -244,6 +244,11 @@ class ProtocolParser:
         return self._s.mode == _Mode.TEXT and self._buf.startswith(JOIN_PREFIX)
 
     @property
+    def at_rest(self) -> bool:
+        """True when no tag is half-read: text with no ``<`` fed now can produce no event."""
+        return not self._buf and self._s.mode != _Mode.APPENDED and not self._s.finished
+
+    @property
     def awaiting_append(self) -> bool:
         """True right after a ``<JOIN-i>``, until its ``</JOIN-i>`` is seen."""
         return self._s.mode == _Mode.APPENDED

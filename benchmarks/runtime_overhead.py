@@ -25,78 +25,105 @@ import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from asyncthink.batch import make_items, run_batch  # noqa: E402
+from asyncthink.detok import IncrementalDetokenizer  # noqa: E402
 from asyncthink.engines.base import clamp_to_context  # noqa: E402
 from asyncthink.engines.types import Delta, Final, FinishReason, GenerateRequest  # noqa: E402
 from asyncthink.executor import EpisodeExecutor  # noqa: E402
 from asyncthink.runtime_config import RuntimeConfig  # noqa: E402
-from tests.fakes import ScriptedEngine  # noqa: E402
+from tests.fakes import CharTokenizer, ScriptedEngine  # noqa: E402
 
 
 class _Stream:
-    """One request's scripted tokens and how many the clock has produced so far."""
+    """One request's scripted tokens, how many the engine has produced, and when the consumer read them."""
 
-    __slots__ = ("ids", "due", "ready")
+    __slots__ = ("ids", "k0", "due", "ready", "reads", "plan")
 
-    def __init__(self, ids: list[int]) -> None:
-        self.ids, self.due, self.ready = ids, 0, asyncio.Event()
+    def __init__(self, ids: list[int], k0: int, plan: list[tuple[int, int]] | None) -> None:
+        self.ids, self.k0, self.due, self.ready = ids, k0, 0, asyncio.Event()
+        self.reads: list[tuple[int, int]] = []  # (ticks since admission, tokens produced) at each read
+        self.plan = plan
 
 
 class ClockEngine(ScriptedEngine):
-    """``ScriptedEngine`` whose streams advance together, one token per tick of ``d`` seconds.
+    """``ScriptedEngine`` whose streams advance together, one token per tick of ``d`` seconds of wall-clock.
 
-    One clock task steps every live stream, the way a batched engine steps all sequences. Like vLLM's
-    output collector, a stream whose consumer lags gets every token produced since its last read in one
-    delta, so a slow consumer is never held back by ticks it missed.
+    The engine's clock is the wall-clock, as for an engine in another process or on a GPU: after ``t``
+    seconds a stream admitted at tick ``k0`` has ``t / d - k0`` tokens, whether or not its consumer kept
+    up, and a consumer that lags gets every token produced since its last read in one delta (as vLLM's
+    output collector merges them). So a runtime that is slow per token sees bigger chunks, never a slower
+    engine. ``plans`` (request id -> reads of an earlier run) replays another run's chunking instead: the
+    same deltas at the same ticks, so its cost can be subtracted from that run's.
     """
 
-    def __init__(self, scripts: dict[str, str], d: float) -> None:
+    def __init__(self, scripts: dict[str, str], d: float, plans: dict[str, list[tuple[int, int]]] | None = None,
+                 text_tags: bool = False) -> None:
         super().__init__(scripts)
-        self.d = d
+        self.tokenizer = CharTokenizer(text_tags=text_tags)
+        self.d, self.plans = d, plans
         self.streams: set[_Stream] = set()
+        self.reads: dict[str, list[tuple[int, int]]] = {}
         self._clock: asyncio.Task | None = None
-        self.tokens = 0
+        self.tick = 0
+        self.tokens = self.deltas = 0
 
     async def _run_clock(self) -> None:
-        # ticks at absolute times, so a slow tick does not delay every later one
         loop = asyncio.get_running_loop()
-        start, k = loop.time(), 0
+        start = loop.time()
         while True:
-            k += 1
-            await asyncio.sleep(max(0.0, start + k * self.d - loop.time()))
+            await asyncio.sleep(max(0.0, start + (self.tick + 1) * self.d - loop.time()))
+            self.tick = max(self.tick + 1, int((loop.time() - start) / self.d))  # ticks missed while we were busy
             for s in self.streams:
-                if s.due < len(s.ids):
-                    s.due += 1
+                due = self._due(s, self.tick - s.k0)
+                if due > s.due:
+                    s.due = due
                     s.ready.set()
+
+    @staticmethod
+    def _due(s: _Stream, ticks: int) -> int:
+        if s.plan is None:
+            return min(len(s.ids), ticks)
+        due = s.due
+        while s.plan and s.plan[0][0] <= ticks:
+            due = s.plan.pop(0)[1]
+        return due if s.plan else len(s.ids)  # a request the run aborted early ends here too
 
     async def generate(self, request: GenerateRequest) -> AsyncIterator[Delta]:
         self.requests.append(request)
         sp = clamp_to_context(request, self.max_model_len)
-        ids = self.tokenizer.encode(self._segment(request)) + [self.tokenizer.eos_token_id]
+        text = self._segment(request)
+        cut = min((text.find(s) + len(s) for s in sp.stop if s in text), default=None)  # stop strings, if any
+        ids = self.tokenizer.encode(text[:cut]) + ([] if cut else [self.tokenizer.eos_token_id])
         stops = set(sp.stop_token_ids) | {self.tokenizer.eos_token_id}
-        end = next((n for n, tok in enumerate(ids[: sp.max_tokens], 1) if tok in stops), None)
+        end = next((n for n, tok in enumerate(ids[: sp.max_tokens], 1) if tok in stops), len(ids) if cut else None)
         reason = FinishReason.STOP if end is not None else FinishReason.LENGTH
         ids = ids[: end or sp.max_tokens]
-        async for chunk, last in self.stream_ids(ids):
+        async for chunk, last in self.stream_ids(ids, request.request_id):
             yield Delta(chunk, [-0.1] * len(chunk), Final(reason, ids[-1], 0, len(request.prompt_ids), len(ids))
                         if last else None)
 
-    async def stream_ids(self, ids: list[int]) -> AsyncIterator[tuple[list[int], bool]]:
+    async def stream_ids(self, ids: list[int], request_id: str) -> AsyncIterator[tuple[list[int], bool]]:
         """The clocked stream of ``ids``: (chunk, is_last) pairs; what the engine itself costs."""
         if self._clock is None:
             self._clock = asyncio.get_running_loop().create_task(self._run_clock())
-        s, sent = _Stream(ids), 0
+        plan = list(self.plans[request_id]) if self.plans is not None else None
+        s, sent = _Stream(ids, self.tick, plan), 0
         self.streams.add(s)
+        self.reads[request_id] = s.reads
         try:
             while sent < len(ids):
                 await s.ready.wait()
                 s.ready.clear()
                 chunk, sent = ids[sent : s.due], s.due
+                s.reads.append((self.tick - s.k0, sent))
                 self.tokens += len(chunk)
+                self.deltas += 1
                 yield chunk, sent == len(ids)
         finally:
             self.streams.discard(s)
@@ -118,33 +145,54 @@ def dag_scripts(n: int, forks: int, worker_len: int, org_len: int) -> dict[str, 
     return scripts
 
 
-async def measure(size: int, d: float, forks: int, worker_len: int, org_len: int) -> dict[str, float]:
+@dataclass(frozen=True)
+class RuntimePath:
+    """How the runtime meets the tokens: tags as single tokens or as text, and plain deltas whole or not."""
+
+    name: str
+    text_tags: bool = False
+    bulk: bool = True
+
+
+PATHS = (RuntimePath("token-id tags"), RuntimePath("text tags", text_tags=True),
+         RuntimePath("per-token (bulk off)", bulk=False))
+
+
+async def measure(size: int, d: float, forks: int, worker_len: int, org_len: int,
+                  path: RuntimePath = PATHS[0]) -> dict[str, Any]:
     """Run ``size`` episodes at once; then the same streams as plain requests (the engine's own cost)."""
     scripts: dict[str, str] = {}
     for n in range(size):
         scripts.update(dag_scripts(n, forks, worker_len, org_len))
-    engine = ClockEngine(scripts, d)
+    engine = ClockEngine(scripts, d, text_tags=path.text_tags)
     cfg = RuntimeConfig(capacity=max(2, forks + 1), max_organizer_tokens=100_000, max_worker_tokens=100_000,
                         max_forks=64)
     items = make_items([{"id": f"p{n}", "question": f"q{n}"} for n in range(size)])
-    t0, cpu0 = time.perf_counter(), time.process_time()
-    episodes = await run_batch(EpisodeExecutor(engine, cfg), items, max_in_flight=size, progress=False)
-    total, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    IncrementalDetokenizer.bulk = path.bulk
+    try:
+        t0, cpu0 = time.perf_counter(), time.process_time()
+        episodes = await run_batch(EpisodeExecutor(engine, cfg), items, max_in_flight=size, progress=False)
+        total, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    finally:
+        IncrementalDetokenizer.bulk = True
     await engine.close()
     statuses = Counter(str(e.status) for e in episodes)
     assert statuses == {"ok": size}, statuses
-    engine_cpu = await plain_requests_cpu(scripts, d, engine.requests)
+    engine_cpu = await plain_requests_cpu(scripts, d, engine.requests, engine.reads, path.text_tags)
     ratios = [e.wall_s / (e.metrics["latency"] * d) for e in episodes]
     return {"size": size, "forks": forks, "latency": episodes[0].metrics["latency"], "statuses": dict(statuses),
             "ratio_mean": statistics.mean(ratios), "ratio_max": max(ratios), "batch_wall_s": total,
             "episode_wall_s": statistics.mean(e.wall_s for e in episodes), "tokens": engine.tokens,
+            "tokens_per_delta": engine.tokens / engine.deltas, "runtime_cpu_s": cpu - engine_cpu,
             "runtime_us_per_token": 1e6 * (cpu - engine_cpu) / engine.tokens, "cpu_s": cpu, "engine_cpu_s": engine_cpu}
 
 
-async def plain_requests_cpu(scripts: dict[str, str], d: float, requests: list[GenerateRequest]) -> float:
-    """CPU seconds of the same engine serving the same requests, all at once, to a consumer that only drains
-    them: everything the engine costs (prompt lookup, deltas, the clock), so the rest is the runtime's."""
-    engine = ClockEngine(scripts, d)
+async def plain_requests_cpu(scripts: dict[str, str], d: float, requests: list[GenerateRequest],
+                             plans: dict[str, list[tuple[int, int]]], text_tags: bool) -> float:
+    """CPU seconds of the same engine serving the same requests, all at once, in the same deltas, to a consumer
+    that only drains them: everything the engine costs (prompt lookup, deltas, the clock), so the rest is the
+    runtime's."""
+    engine = ClockEngine(scripts, d, plans, text_tags=text_tags)
 
     async def drain(request: GenerateRequest) -> None:
         async for _ in engine.generate(request):
@@ -159,32 +207,58 @@ async def plain_requests_cpu(scripts: dict[str, str], d: float, requests: list[G
 
 async def main(args: argparse.Namespace) -> None:
     for d_ms in args.d_ms:
-        await grid(args, d_ms)
+        await wall_grid(args, d_ms / 1000)
+    await cpu_costs(args, args.d_ms[0] / 1000)
 
 
-async def grid(args: argparse.Namespace, d_ms: float) -> None:
-    d = d_ms / 1000
-    print(f"\nsimulated engine: one token per stream every {d_ms} ms")
+async def wall_grid(args: argparse.Namespace, d: float) -> None:
+    print(f"\nsimulated engine: one token per stream every {d * 1000:g} ms; token-id tags, plain deltas whole")
     print(f"{'episodes':>8} {'forks':>5} {'latency':>7} {'wall/ideal mean':>15} {'max':>6} {'batch wall s':>12} "
-          f"{'runtime us/token':>16} {'statuses':>12}")
+          f"{'runtime us/token':>16} {'tokens/delta':>12} {'statuses':>14}")
     rows = {}
     for size in args.sizes:
         for forks in (0, args.forks):
             r = await measure(size, d, forks, args.worker_len, args.org_len)
             rows[(size, forks)] = r
             print(f"{size:>8} {forks:>5} {r['latency']:>7.0f} {r['ratio_mean']:>15.4f} {r['ratio_max']:>6.3f} "
-                  f"{r['batch_wall_s']:>12.2f} {r['runtime_us_per_token']:>16.1f} {r['statuses']!s:>12}")
+                  f"{r['batch_wall_s']:>12.2f} {r['runtime_us_per_token']:>16.1f} {r['tokens_per_delta']:>12.2f} "
+                  f"{r['statuses']!s:>14}")
     for size in args.sizes:
         extra = rows[(size, args.forks)]["episode_wall_s"] - rows[(size, args.forks)]["latency"] * d
         base = rows[(size, 0)]["episode_wall_s"] - rows[(size, 0)]["latency"] * d
         per = (extra - base) / (2 * args.forks) * 1000
-        print(f"{size:>8} episodes: overhead per fork or join ~ {per:.2f} ms")
+        print(f"{size:>8} episodes: wall-clock overhead per fork or join ~ {per:.2f} ms")
+
+
+async def cpu_costs(args: argparse.Namespace, d: float) -> None:
+    """The runtime's CPU split into per token, per fork (with its join and worker row) and per episode.
+
+    Three runs per path: (forks, L), (forks, 2L) and (0 forks, L); the differences isolate each term, so a
+    per-episode cost (prompt rendering, the record) is not smeared over the tokens.
+    """
+    size = args.cpu_size
+    print(f"\nruntime CPU at {size} episodes x {args.forks} forks, {d * 1000:g} ms a token "
+          f"(process CPU minus the same engine serving the same deltas)")
+    print(f"{'path':>22} {'us/token':>9} {'us/fork+join':>12} {'us/episode':>10} {'tokens/delta':>12} "
+          f"{'wall/ideal':>10} {'statuses':>14}")
+    for path in PATHS:
+        a = await measure(size, d, args.forks, args.worker_len, args.org_len, path)
+        b = await measure(size, d, args.forks, 2 * args.worker_len, 2 * args.org_len, path)
+        c = await measure(size, d, 0, args.worker_len, args.org_len, path)
+        per_token = (b["runtime_cpu_s"] - a["runtime_cpu_s"]) / (b["tokens"] - a["tokens"])
+        per_fork = (a["runtime_cpu_s"] - c["runtime_cpu_s"] - per_token * (a["tokens"] - c["tokens"])) / (
+            size * args.forks)
+        per_episode = (c["runtime_cpu_s"] - per_token * c["tokens"]) / size
+        statuses = dict(Counter(a["statuses"]) + Counter(b["statuses"]) + Counter(c["statuses"]))
+        print(f"{path.name:>22} {1e6 * per_token:>9.2f} {1e6 * per_fork:>12.1f} {1e6 * per_episode:>10.1f} "
+              f"{a['tokens_per_delta']:>12.2f} {a['ratio_mean']:>10.3f} {statuses!s:>14}")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--d-ms", type=float, nargs="+", default=[20.0, 100.0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[1, 64, 1024])
+    parser.add_argument("--d-ms", type=float, nargs="+", default=[20.0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1, 64, 1024, 4096])
+    parser.add_argument("--cpu-size", type=int, default=1024, help="Episodes in the runs that split the CPU cost.")
     parser.add_argument("--forks", type=int, default=3)
     parser.add_argument("--worker-len", type=int, default=60)
     parser.add_argument("--org-len", type=int, default=40)

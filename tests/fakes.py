@@ -22,15 +22,20 @@ from asyncthink.protocol import protocol_tags
 
 EOS = "<|im_end|>"
 _JOIN_SPLIT = re.compile(r"(?<=<JOIN-\d>)|(?<=<JOIN-\d\d>)")
+_APPENDED = re.compile(r"(<JOIN-(\d+)>).*?</JOIN-\2>", re.S)  # a join and the return the runtime appended
 
 
 class CharTokenizer:
-    """One token per character, one per protocol tag; no chat template (prompts use the plain fallback)."""
+    """One token per character, one per protocol tag (or, with ``text_tags``, tags written character by
+    character, as in a tokenizer that was never extended); no chat template (prompts use the plain fallback)."""
 
     chat_template = None
+    text_tags = False
+    """Default for new tokenizers; tests flip it to run the same scripts on the text-tag path."""
 
-    def __init__(self, max_index: int = 16) -> None:
-        self.specials = [EOS, *protocol_tags(max_index)]
+    def __init__(self, max_index: int = 16, text_tags: bool | None = None) -> None:
+        self.text_tags = type(self).text_tags if text_tags is None else text_tags
+        self.specials = [EOS] if self.text_tags else [EOS, *protocol_tags(max_index)]
         self.special_ids = {t: 1 + i for i, t in enumerate(self.specials)}
         self.by_id = {i: t for t, i in self.special_ids.items()}
         self.eos_token_id = self.special_ids[EOS]
@@ -64,26 +69,33 @@ class ScriptedEngine(Engine):
     """Replays scripted rows; unknown rows generate ``default`` text."""
 
     kind = "scripted"
+    default_tokens_per_delta = 1
+    """Used when ``tokens_per_delta`` is not given; tests raise it to coalesce deltas as a lagging vLLM does."""
 
     def __init__(self, scripts: dict[str, str], delay_s: float = 0.0, default: str = "<RETURN>?</RETURN>",
-                 max_model_len: int = 100_000, tokens_per_delta: int = 1) -> None:
+                 max_model_len: int = 100_000, tokens_per_delta: int | None = None) -> None:
         self.tokenizer = CharTokenizer()
         self.scripts = scripts
         self.delay_s = delay_s
         self.default = default
         self.max_model_len = max_model_len
-        self.tokens_per_delta = tokens_per_delta
+        self.tokens_per_delta = tokens_per_delta or self.default_tokens_per_delta
         self.live = 0
         self.requests: list[GenerateRequest] = []
         self.aborted = 0
 
     def _segment(self, request: GenerateRequest) -> str:
+        """What the row's script still has to say: it continues from wherever the row's text stands (after a
+        join, or mid-tag after a stop at ``<JOIN-``), the runtime's appended returns left out."""
         text = self.tokenizer.decode(request.prompt_ids)
         head, _, tail = text.rpartition("Assistant:")
         user = head.rsplit("User: ", 1)[-1].strip()
         key = user.rsplit("\n\n", 1)[-1].strip()  # the question or sub-query after any instruction
         script = self.scripts.get(key, self.default)
-        segments = _JOIN_SPLIT.split(script)
+        generated = _APPENDED.sub(r"\1", tail)
+        if script.startswith(generated):
+            return script[len(generated) :]
+        segments = _JOIN_SPLIT.split(script)  # a script that does not match the text: resume by joins done
         done = tail.count("</JOIN-")
         return segments[done] if done < len(segments) else ""
 

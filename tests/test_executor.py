@@ -7,11 +7,28 @@ import asyncio
 import pytest
 
 from asyncthink.batch import make_items, run_batch
+from asyncthink.detok import IncrementalDetokenizer
 from asyncthink.episode import EpisodeStatus, EventKind, consistency_problems
 from asyncthink.executor import EpisodeExecutor
 from asyncthink.metrics import episode_metrics
 from asyncthink.runtime_config import Mode, RuntimeConfig
-from tests.fakes import ScriptedEngine
+from tests.fakes import CharTokenizer, ScriptedEngine
+
+# every test runs on each path: (whole deltas at once, tags as single tokens, tokens per delta)
+PATHS = {"per_token": (False, False, 1), "bulk": (True, False, 5), "text_tags": (True, True, 5)}
+
+
+@pytest.fixture(autouse=True, params=list(PATHS))
+def path(request, monkeypatch):
+    """Runs the test on one path; ``@pytest.mark.paths(...)`` limits a test that counts tokens or times them."""
+    only = request.node.get_closest_marker("paths")
+    if only and request.param not in only.args:
+        pytest.skip(f"counts tokens or times them on {only.args} only")
+    bulk, text_tags, per_delta = PATHS[request.param]
+    monkeypatch.setattr(IncrementalDetokenizer, "bulk", bulk)
+    monkeypatch.setattr(CharTokenizer, "text_tags", text_tags)
+    monkeypatch.setattr(ScriptedEngine, "default_tokens_per_delta", per_delta)
+    return request.param
 
 TWO = {
     "Q": "plan <FORK-1>s1</FORK-1> and <FORK-2>s2</FORK-2> think <JOIN-1> then <JOIN-2> so <ANSWER>42</ANSWER>",
@@ -28,7 +45,7 @@ async def run(scripts, question="Q", delay=0.0, **cfg):
     return ep, engine
 
 
-async def test_valid_episode_forks_joins_and_answers():
+async def test_valid_episode_forks_joins_and_answers(path):
     ep, engine = await run(TWO)
     assert ep.status == EpisodeStatus.OK and ep.answer == "42" and ep.format_errors == []
     org = ep.organizer
@@ -36,7 +53,8 @@ async def test_valid_episode_forks_joins_and_answers():
     assert [r.row_id for r in ep.rows] == ["0", "0.1", "0.2"] and ep.rows[1].subquery == "s1"
     kinds = [(e.kind, e.index) for e in org.events]
     assert kinds == [(EventKind.FORK, 1), (EventKind.FORK, 2), (EventKind.JOIN, 1), (EventKind.JOIN, 2)]
-    assert len(org.requests) == 3  # one request per join, plus the last
+    tails = 2 if path == "text_tags" else 0  # a join written as text stops at "<JOIN-", then reads "1>"
+    assert len(org.requests) == 3 + tails  # one request per join, plus the last
 
 
 async def test_resume_prompt_is_previous_prompt_plus_generated_plus_appended():
@@ -67,6 +85,7 @@ async def test_join_of_running_worker_waits_and_finished_worker_does_not():
     assert m["forks"] == 2 and m["latency"] == episode_metrics(ep)["latency"]
 
 
+@pytest.mark.paths("per_token", "bulk")
 async def test_metrics_of_a_scripted_episode_by_hand():
     scripts = {"Q": "ab<FORK-1>s</FORK-1>c<JOIN-1>d<ANSWER>1</ANSWER>", "s": "xxxxxxxxxxxxxxxxxxxx<RETURN>r</RETURN>"}
     ep, _ = await run(scripts)
@@ -149,12 +168,14 @@ async def test_each_token_and_fork_budget(cfg, detail):
     assert detail in ep.format_errors[0].detail
 
 
+@pytest.mark.paths("per_token")
 async def test_wall_time_budget():
     ep, engine = await run(TWO, delay=0.01, wall_time_s=0.1)
     assert ep.status == EpisodeStatus.BUDGET_EXCEEDED and "wall time" in ep.format_errors[0].detail
     assert engine.aborted >= 1
 
 
+@pytest.mark.paths("per_token", "bulk")
 async def test_cancellation_mid_episode_leaves_no_tasks():
     engine = ScriptedEngine(TWO, delay_s=0.01)
     before = asyncio.all_tasks()
@@ -168,6 +189,7 @@ async def test_cancellation_mid_episode_leaves_no_tasks():
     assert engine.live == 0 and engine.aborted >= 2
 
 
+@pytest.mark.paths("per_token", "bulk")
 async def test_worker_failure_aborts_siblings_and_organizer():
     scripts = {**TWO, "s1": "oops, no return"}
     ep, engine = await run(scripts, delay=0.002)

@@ -1,9 +1,11 @@
-"""The executor gives the same record whether the engine streams one token per delta or coalesces many.
+"""The executor gives the same record whether the engine streams one token per delta or coalesces many,
+whether it takes plain deltas whole or token by token, and whether tags are tokens or text.
 
 vLLM merges a request's outputs when its consumer lags, so a delta may hold
 many tokens, a join tag among them; whatever the chunking, the record must be
-the same. Scripted episodes, valid and broken, run both ways must produce
-identical records, token for token.
+the same. Scripted episodes, valid and broken, run every way must produce
+identical records, token for token; with tags written as text (a tokenizer
+that was never extended) the ids differ but the text, events and outcome do not.
 """
 
 from __future__ import annotations
@@ -11,10 +13,11 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from asyncthink.detok import IncrementalDetokenizer
 from asyncthink.episode import Episode
 from asyncthink.executor import EpisodeExecutor
 from asyncthink.runtime_config import RuntimeConfig
-from tests.fakes import ScriptedEngine
+from tests.fakes import CharTokenizer, ScriptedEngine
 
 WORKERS = {"s1": "a<b c<RETURN>r1</RETURN>", "s2": "long " * 9 + "<RETURN>r2</RETURN>", "s3": "<RETURN></RETURN>"}
 PIECES = [
@@ -32,10 +35,22 @@ def record(ep: Episode) -> tuple:
     return ep.status, ep.answer, tuple(ep.error_codes), rows
 
 
-async def run(script: str, tokens_per_delta: int) -> Episode:
-    engine = ScriptedEngine({"Q": script, **WORKERS}, tokens_per_delta=tokens_per_delta)
-    ep = await EpisodeExecutor(engine, RuntimeConfig(capacity=4, max_organizer_tokens=400)).run(
-        {"question": "Q", "id": "p"})
+def outline(ep: Episode) -> tuple:
+    """What must not depend on how tags are tokenized."""
+    rows = tuple((r.row_id, r.text, tuple((e.kind, e.index, e.child) for e in r.events), r.finish_reason, r.returned)
+                 for r in sorted(ep.rows, key=lambda r: r.row_id))
+    return ep.status, ep.answer, tuple(ep.error_codes), rows
+
+
+async def run(script: str, tokens_per_delta: int, bulk: bool = True, text_tags: bool = False) -> Episode:
+    IncrementalDetokenizer.bulk = bulk
+    try:
+        engine = ScriptedEngine({"Q": script, **WORKERS}, tokens_per_delta=tokens_per_delta)
+        engine.tokenizer = CharTokenizer(text_tags=text_tags)
+        ep = await EpisodeExecutor(engine, RuntimeConfig(capacity=4, max_organizer_tokens=400)).run(
+            {"question": "Q", "id": "p"})
+    finally:
+        IncrementalDetokenizer.bulk = True
     assert engine.live == 0
     return ep
 
@@ -44,8 +59,14 @@ async def run(script: str, tokens_per_delta: int) -> Episode:
 @given(st.lists(st.sampled_from(PIECES), min_size=1, max_size=12), st.integers(2, 40))
 async def test_coalesced_deltas_give_the_same_record(pieces, chunk):
     script = "".join(pieces)
-    one, many = await run(script, 1), await run(script, chunk)
-    assert record(many) == record(one)
+    for text_tags in (False, True):
+        one = await run(script, 1, bulk=False, text_tags=text_tags)  # the reference: token by token
+        for tokens_per_delta, bulk in ((1, True), (chunk, False), (chunk, True)):
+            assert record(await run(script, tokens_per_delta, bulk, text_tags)) == record(one)
+        if not text_tags:
+            as_tokens = one
+    # a broken episode may break at another place when the engine stops at "<JOIN-" (text tags), not its code
+    assert outline(one) == outline(as_tokens) if one.status == "ok" else outline(one)[:3] == outline(as_tokens)[:3]
 
 
 async def test_a_well_formed_episode_is_the_same_in_one_delta():

@@ -47,15 +47,6 @@ class CappedEngine(ScriptedEngine):
         self.tokenizer = TextTagTokenizer(token_joins)
         self.stop_strings: list[tuple[str, ...]] = []
 
-    def _segment(self, request) -> str:
-        text = self.tokenizer.decode(request.prompt_ids)
-        head, _, tail = text.rpartition("Assistant:")
-        key = head.rsplit("User: ", 1)[-1].strip().rsplit("\n\n", 1)[-1].strip()
-        script = self.scripts.get(key, self.default)
-        generated = re.sub(r"(<JOIN-(\d+)>).*?</JOIN-\2>", r"\1", tail, flags=re.S)  # drop appended returns
-        assert script.startswith(generated), (script, generated)
-        return script[len(generated):]
-
     async def generate(self, request):
         self.stop_strings.append(request.sampling.stop)
         if len(request.sampling.stop) > MAX_STOP_STRINGS:
