@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from asyncthink.config_io import require
+from asyncthink.piece_encoder import encoder_for
 
 PROMPT_VERSION = "1"
 
@@ -106,7 +107,7 @@ def render(tokenizer: Any, messages: list[dict[str, str]], cfg: PromptConfig | N
         )
     else:
         text = "".join(f"{m['role'].capitalize()}: {m['content']}\n\n" for m in messages) + "Assistant:"
-    return list(tokenizer.encode(text, add_special_tokens=False))
+    return encoder_for(tokenizer).encode(text)  # the shared system text is encoded once, not per episode
 
 
 def _join(*parts: str) -> str:

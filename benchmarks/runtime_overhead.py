@@ -1,19 +1,25 @@
 """Runtime overhead against the physical limit, on a simulated engine.
 
-The simulated engine is a clock: every ``d`` ms it gives every live stream its
-next scripted token, the way a batched engine steps all sequences together,
-and a consumer that lags gets the tokens it missed in one delta (as from
-vLLM). Scripted organizer/worker outputs have known DAGs, so each episode's
-critical-path latency in tokens is known; the ideal wall-clock of an episode
-is ``latency x d``. We report ``wall / (latency x d)`` for 1, 64, 1,024 (and
-4,096) concurrent episodes (the goal is at most 1.05), the runtime's CPU
-microseconds per generated token (the process's CPU time minus that of the
-same engine streaming the same requests to a consumer that only counts
-them), and the per-fork and per-join overhead measured as the extra
-wall-clock of a many-fork episode over a no-fork episode with the same
-critical path. Every episode must end ``ok`` (the status counts are printed).
+The simulated engine's clock is the wall-clock: every ``d`` ms every live
+stream has one more token, the way a batched engine in another process steps
+all sequences together, and a consumer that lags gets the tokens it missed in
+one delta (as from vLLM). Scripted organizer/worker outputs have known DAGs, so
+each episode's critical-path latency in tokens is known; the ideal wall-clock
+of an episode is ``latency x d``. Two tables:
 
-    python benchmarks/runtime_overhead.py [--d-ms 20 100] [--sizes 1 64 1024]
+1. ``wall / (latency x d)`` for 1, 64, 1,024 and 4,096 concurrent episodes,
+   with and without forks (the goal is at most 1.05, and 1.15 at 4,096), the
+   tokens per delta the load produced, and the runtime's CPU per generated
+   token: the process's CPU minus that of the same engine replaying the same
+   deltas to a consumer that only counts them.
+2. The runtime's CPU per token and per fork (with its join and worker row) on
+   each path (token-id tags, tags as text, every delta token by token), on an
+   engine with no clock and a fixed number of tokens per delta, best of a few
+   runs, so the figures do not move with the load.
+
+Every episode must end ``ok`` (the status counts are printed).
+
+    python benchmarks/runtime_overhead.py [--d-ms 20] [--sizes 1 64 1024 4096] [--per-delta 1 8]
 """
 
 from __future__ import annotations
@@ -58,13 +64,16 @@ class ClockEngine(ScriptedEngine):
     seconds a stream admitted at tick ``k0`` has ``t / d - k0`` tokens, whether or not its consumer kept
     up, and a consumer that lags gets every token produced since its last read in one delta (as vLLM's
     output collector merges them). So a runtime that is slow per token sees bigger chunks, never a slower
-    engine. ``plans`` (request id -> reads of an earlier run) replays another run's chunking instead: the
-    same deltas at the same ticks, so its cost can be subtracted from that run's.
+    engine. ``per_delta`` fixes the chunking instead (tokens come ``per_delta`` at a time, as to a consumer
+    that always lags that much), so a CPU cost per token does not depend on the load. ``plans`` (request id ->
+    reads of an earlier run) replays another run's chunking: the same deltas at the same ticks, so its cost
+    can be subtracted from that run's.
     """
 
     def __init__(self, scripts: dict[str, str], d: float, plans: dict[str, list[tuple[int, int]]] | None = None,
-                 text_tags: bool = False) -> None:
+                 text_tags: bool = False, per_delta: int | None = None) -> None:
         super().__init__(scripts)
+        self.per_delta = per_delta
         self.tokenizer = CharTokenizer(text_tags=text_tags)
         self.d, self.plans = d, plans
         self.streams: set[_Stream] = set()
@@ -85,10 +94,12 @@ class ClockEngine(ScriptedEngine):
                     s.due = due
                     s.ready.set()
 
-    @staticmethod
-    def _due(s: _Stream, ticks: int) -> int:
+    def _due(self, s: _Stream, ticks: int) -> int:
         if s.plan is None:
-            return min(len(s.ids), ticks)
+            produced = min(len(s.ids), ticks)
+            if self.per_delta is None or produced == len(s.ids):
+                return produced
+            return produced // self.per_delta * self.per_delta
         due = s.due
         while s.plan and s.plan[0][0] <= ticks:
             due = s.plan.pop(0)[1]
@@ -134,6 +145,23 @@ class ClockEngine(ScriptedEngine):
             await asyncio.gather(self._clock, return_exceptions=True)
 
 
+class InstantEngine(ClockEngine):
+    """No clock: every request streams ``per_delta`` tokens a delta, one event-loop round apart, at once.
+
+    For CPU costs only: the chunking is fixed and nothing waits on time, so the process CPU of a run is
+    the same from run to run, and the best of a few repeats is a stable figure.
+    """
+
+    async def stream_ids(self, ids: list[int], request_id: str) -> AsyncIterator[tuple[list[int], bool]]:
+        k = self.per_delta or 1
+        for start in range(0, len(ids), k):
+            await asyncio.sleep(0)
+            chunk = ids[start : start + k]
+            self.tokens += len(chunk)
+            self.deltas += 1
+            yield chunk, start + k >= len(ids)
+
+
 def dag_scripts(n: int, forks: int, worker_len: int, org_len: int) -> dict[str, str]:
     """Problem ``n``: the organizer forks ``forks`` workers early, thinks, then joins them all."""
     subs = [f"p{n} sub {k}" for k in range(1, forks + 1)]
@@ -159,12 +187,12 @@ PATHS = (RuntimePath("token-id tags"), RuntimePath("text tags", text_tags=True),
 
 
 async def measure(size: int, d: float, forks: int, worker_len: int, org_len: int,
-                  path: RuntimePath = PATHS[0]) -> dict[str, Any]:
+                  path: RuntimePath = PATHS[0], per_delta: int | None = None) -> dict[str, Any]:
     """Run ``size`` episodes at once; then the same streams as plain requests (the engine's own cost)."""
     scripts: dict[str, str] = {}
     for n in range(size):
         scripts.update(dag_scripts(n, forks, worker_len, org_len))
-    engine = ClockEngine(scripts, d, text_tags=path.text_tags)
+    engine = ClockEngine(scripts, d, text_tags=path.text_tags, per_delta=per_delta)
     cfg = RuntimeConfig(capacity=max(2, forks + 1), max_organizer_tokens=100_000, max_worker_tokens=100_000,
                         max_forks=64)
     items = make_items([{"id": f"p{n}", "question": f"q{n}"} for n in range(size)])
@@ -208,7 +236,7 @@ async def plain_requests_cpu(scripts: dict[str, str], d: float, requests: list[G
 async def main(args: argparse.Namespace) -> None:
     for d_ms in args.d_ms:
         await wall_grid(args, d_ms / 1000)
-    await cpu_costs(args, args.d_ms[0] / 1000)
+    await cpu_costs(args)
 
 
 async def wall_grid(args: argparse.Namespace, d: float) -> None:
@@ -230,35 +258,76 @@ async def wall_grid(args: argparse.Namespace, d: float) -> None:
         print(f"{size:>8} episodes: wall-clock overhead per fork or join ~ {per:.2f} ms")
 
 
-async def cpu_costs(args: argparse.Namespace, d: float) -> None:
-    """The runtime's CPU split into per token, per fork (with its join and worker row) and per episode.
+async def cpu_costs(args: argparse.Namespace) -> None:
+    """The runtime's CPU per generated token and per fork (with its join and worker row), on each path.
 
-    Three runs per path: (forks, L), (forks, 2L) and (0 forks, L); the differences isolate each term, so a
-    per-episode cost (prompt rendering, the record) is not smeared over the tokens.
+    On ``InstantEngine``: fixed tokens per delta and no clock, so the cost per token does not depend on how
+    loaded the process was; each figure is the best of ``--repeats`` runs less the best of as many runs of
+    the engine alone on the same requests. Per token: runs with 1x and 4x the tokens; per fork: runs with
+    and without forks, less their tokens' cost.
     """
-    size = args.cpu_size
-    print(f"\nruntime CPU at {size} episodes x {args.forks} forks, {d * 1000:g} ms a token "
-          f"(process CPU minus the same engine serving the same deltas)")
-    print(f"{'path':>22} {'us/token':>9} {'us/fork+join':>12} {'us/episode':>10} {'tokens/delta':>12} "
-          f"{'wall/ideal':>10} {'statuses':>14}")
-    for path in PATHS:
-        a = await measure(size, d, args.forks, args.worker_len, args.org_len, path)
-        b = await measure(size, d, args.forks, 2 * args.worker_len, 2 * args.org_len, path)
-        c = await measure(size, d, 0, args.worker_len, args.org_len, path)
-        per_token = (b["runtime_cpu_s"] - a["runtime_cpu_s"]) / (b["tokens"] - a["tokens"])
-        per_fork = (a["runtime_cpu_s"] - c["runtime_cpu_s"] - per_token * (a["tokens"] - c["tokens"])) / (
-            size * args.forks)
-        per_episode = (c["runtime_cpu_s"] - per_token * c["tokens"]) / size
-        statuses = dict(Counter(a["statuses"]) + Counter(b["statuses"]) + Counter(c["statuses"]))
-        print(f"{path.name:>22} {1e6 * per_token:>9.2f} {1e6 * per_fork:>12.1f} {1e6 * per_episode:>10.1f} "
-              f"{a['tokens_per_delta']:>12.2f} {a['ratio_mean']:>10.3f} {statuses!s:>14}")
+    size, forks = args.cpu_size, args.cpu_forks
+    print(f"\nruntime CPU, {size} episodes x {forks} forks, no clock, fixed tokens per delta, best of "
+          f"{args.repeats} (process CPU minus the same engine serving the same requests)")
+    print(f"{'path':>22} {'tokens/delta':>12} {'us/token':>9} {'us/fork+join':>12} {'statuses':>14}")
+    for per_delta in args.per_delta:
+        for path in PATHS:
+            runs = [await cpu_run(size, f, k * args.worker_len, k * args.org_len, path, per_delta, args.repeats)
+                    for f, k in ((forks, 1), (forks, 4), (0, 1))]
+            (a, ta, _), (b, tb, _), (c, tc, _) = runs
+            per_token = (b - a) / (tb - ta)
+            per_fork = (a - c - per_token * (ta - tc)) / (size * forks)
+            statuses = dict(sum((r[2] for r in runs), Counter()))
+            print(f"{path.name:>22} {per_delta:>12} {1e6 * per_token:>9.2f} {1e6 * per_fork:>12.1f} "
+                  f"{statuses!s:>14}")
+
+
+async def cpu_run(size: int, forks: int, worker_len: int, org_len: int, path: RuntimePath, per_delta: int,
+                  repeats: int) -> tuple[float, int, Counter]:
+    """(runtime CPU seconds, tokens, statuses) of ``size`` episodes on ``InstantEngine``, best of ``repeats``."""
+    scripts: dict[str, str] = {}
+    for n in range(size):
+        scripts.update(dag_scripts(n, forks, worker_len, org_len))
+    cfg = RuntimeConfig(capacity=max(2, forks + 1), max_organizer_tokens=100_000, max_worker_tokens=100_000,
+                        max_forks=64)
+    items = make_items([{"id": f"p{n}", "question": f"q{n}"} for n in range(size)])
+    best, best_engine, statuses = float("inf"), float("inf"), Counter()
+    for _ in range(repeats):
+        engine = InstantEngine(scripts, 0.0, text_tags=path.text_tags, per_delta=per_delta)
+        IncrementalDetokenizer.bulk = path.bulk
+        try:
+            cpu0 = time.process_time()
+            episodes = await run_batch(EpisodeExecutor(engine, cfg), items, max_in_flight=size, progress=False)
+            best = min(best, time.process_time() - cpu0)
+        finally:
+            IncrementalDetokenizer.bulk = True
+        statuses += Counter(str(e.status) for e in episodes)
+        best_engine = min(best_engine, await plain_requests_cpu_instant(scripts, engine.requests, path, per_delta))
+    assert set(statuses) == {"ok"}, statuses
+    return best - best_engine, engine.tokens, statuses
+
+
+async def plain_requests_cpu_instant(scripts: dict[str, str], requests: list[GenerateRequest], path: RuntimePath,
+                                     per_delta: int) -> float:
+    engine = InstantEngine(scripts, 0.0, text_tags=path.text_tags, per_delta=per_delta)
+
+    async def drain(request: GenerateRequest) -> None:
+        async for _ in engine.generate(request):
+            pass
+
+    cpu0 = time.process_time()
+    await asyncio.gather(*(drain(r) for r in requests))
+    return time.process_time() - cpu0
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--d-ms", type=float, nargs="+", default=[20.0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1, 64, 1024, 4096])
-    parser.add_argument("--cpu-size", type=int, default=1024, help="Episodes in the runs that split the CPU cost.")
+    parser.add_argument("--cpu-size", type=int, default=256, help="Episodes in the runs that split the CPU cost.")
+    parser.add_argument("--cpu-forks", type=int, default=8, help="Forks per episode in those runs.")
+    parser.add_argument("--per-delta", type=int, nargs="+", default=[1, 8], help="Tokens per delta in those runs.")
+    parser.add_argument("--repeats", type=int, default=3, help="Runs per figure in those runs (the best counts).")
     parser.add_argument("--forks", type=int, default=3)
     parser.add_argument("--worker-len", type=int, default=60)
     parser.add_argument("--org-len", type=int, default=40)
