@@ -263,20 +263,20 @@ async def cpu_costs(args: argparse.Namespace) -> None:
 
     On ``InstantEngine``: fixed tokens per delta and no clock, so the cost per token does not depend on how
     loaded the process was; each figure is the best of ``--repeats`` runs less the best of as many runs of
-    the engine alone on the same requests. Per token: runs with 1x and 4x the tokens; per fork: runs with
-    and without forks, less their tokens' cost.
+    the engine alone on the same requests. Per token: episodes with no forks and 1x or 4x the organizer's
+    tokens; per fork: the same episodes with ``--cpu-forks`` forks of 2-token workers, less their tokens' cost.
     """
-    size, forks = args.cpu_size, args.cpu_forks
-    print(f"\nruntime CPU, {size} episodes x {forks} forks, no clock, fixed tokens per delta, best of "
-          f"{args.repeats} (process CPU minus the same engine serving the same requests)")
+    size, forks, org = args.cpu_size, args.cpu_forks, args.org_len + args.worker_len
+    print(f"\nruntime CPU, {size} episodes, no clock, fixed tokens per delta, best of {args.repeats} (process CPU "
+          f"minus the same engine serving the same requests)")
     print(f"{'path':>22} {'tokens/delta':>12} {'us/token':>9} {'us/fork+join':>12} {'statuses':>14}")
     for per_delta in args.per_delta:
         for path in PATHS:
-            runs = [await cpu_run(size, f, k * args.worker_len, k * args.org_len, path, per_delta, args.repeats)
-                    for f, k in ((forks, 1), (forks, 4), (0, 1))]
+            runs = [await cpu_run(size, f, worker, k * org, path, per_delta, args.repeats)
+                    for f, worker, k in ((0, 0, 1), (0, 0, 4), (forks, 2, 1))]
             (a, ta, _), (b, tb, _), (c, tc, _) = runs
             per_token = (b - a) / (tb - ta)
-            per_fork = (a - c - per_token * (ta - tc)) / (size * forks)
+            per_fork = (c - a - per_token * (tc - ta)) / (size * forks)
             statuses = dict(sum((r[2] for r in runs), Counter()))
             print(f"{path.name:>22} {per_delta:>12} {1e6 * per_token:>9.2f} {1e6 * per_fork:>12.1f} "
                   f"{statuses!s:>14}")

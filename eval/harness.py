@@ -99,7 +99,9 @@ def fingerprint(cfg: dict[str, Any]) -> dict[str, Any]:
     tasks = {
         t.get("label"): {k: t.get(k) for k in ("name", "options", "split", "seed")} for t in cfg.get("tasks") or []
     }
-    return {"engine.model": engine.get("model"), "runtime": runtime, "seed": cfg.get("seed"), "tasks": tasks}
+    data = {label: d.get("sha256") for label, d in (cfg.get("data") or {}).items()}  # the problems themselves
+    return {"engine.model": engine.get("model"), "runtime": runtime, "seed": cfg.get("seed"), "tasks": tasks,
+            "data": data}
 
 
 def check_directory(out: Path, cfg: EvalConfig, force: bool = False) -> None:
@@ -107,9 +109,10 @@ def check_directory(out: Path, cfg: EvalConfig, force: bool = False) -> None:
     if not path.exists():
         return
     before, now = fingerprint(yaml.safe_load(path.read_text()) or {}), fingerprint(to_dict(cfg))
-    common = set(before["tasks"]) & set(now["tasks"])
-    before["tasks"] = {k: v for k, v in before["tasks"].items() if k in common}
-    now["tasks"] = {k: v for k, v in now["tasks"].items() if k in common}
+    for part in ("tasks", "data"):  # only labels both share; a directory saved before data hashes has none
+        common = set(before[part]) & set(now[part])
+        before[part] = {k: v for k, v in before[part].items() if k in common}
+        now[part] = {k: v for k, v in now[part].items() if k in common}
     diffs = _diff(before, now)
     if diffs and not force:
         raise ValueError(f"{out} holds records made with other settings ({'; '.join(diffs)}); use a new output "
@@ -141,9 +144,10 @@ async def run_eval(
     """
     out, started = Path(out_dir), time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
-    check_directory(out, cfg, force)
-    store, runs = RecordStore(out), plan(cfg)
+    runs = plan(cfg)
     cfg = dataclasses.replace(cfg, data=data_manifests(cfg, runs))  # the caller's config is left as it was
+    check_directory(out, cfg, force)  # a dataset file edited since the records were made is refused too
+    store = RecordStore(out)
     save_config(public_config(cfg), out / "config.yaml")
     done = {run.key: store.load(run.key) for run in runs}
     todo = {} if report_only else {run.key: _todo(run, done[run.key], cfg.retry_errors) for run in runs}

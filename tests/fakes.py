@@ -25,6 +25,18 @@ _JOIN_SPLIT = re.compile(r"(?<=<JOIN-\d>)|(?<=<JOIN-\d\d>)")
 _APPENDED = re.compile(r"(<JOIN-(\d+)>).*?</JOIN-\2>", re.S)  # a join and the return the runtime appended
 
 
+class _Lazy(dict):
+    """``key -> value`` computed on first use; lookups stay in C (``map(table.__getitem__, ids)``)."""
+
+    def __init__(self, make) -> None:
+        super().__init__()
+        self.make = make
+
+    def __missing__(self, key):
+        value = self[key] = self.make(key)
+        return value
+
+
 class CharTokenizer:
     """One token per character, one per protocol tag (or, with ``text_tags``, tags written character by
     character, as in a tokenizer that was never extended); no chat template (prompts use the plain fallback)."""
@@ -40,7 +52,9 @@ class CharTokenizer:
         self.by_id = {i: t for t, i in self.special_ids.items()}
         self.eos_token_id = self.special_ids[EOS]
         self.eos_token = EOS
-        self._bytes: dict[int, bytes] = {}
+        self._text = _Lazy(lambda i: self.by_id[i] if i in self.by_id else chr(i - 1000))
+        self._bytes = _Lazy(lambda i: self._text[i].encode("utf-8"))
+        self.token_bytes = self._bytes.__getitem__  # C-level lookups, like a byte-level tokenizer's table
         self._pattern = re.compile("|".join(re.escape(t) for t in sorted(self.specials, key=len, reverse=True)))
 
     def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
@@ -52,14 +66,7 @@ class CharTokenizer:
         return ids + [1000 + ord(c) for c in text[pos:]]
 
     def decode(self, ids, skip_special_tokens: bool = False) -> str:
-        by_id = self.by_id
-        return "".join([by_id[i] if i in by_id else chr(i - 1000) for i in ids])
-
-    def token_bytes(self, token_id: int) -> bytes:
-        cached = self._bytes.get(token_id)
-        if cached is None:
-            cached = self._bytes[token_id] = self.decode([token_id]).encode("utf-8")
-        return cached
+        return "".join(map(self._text.__getitem__, ids))
 
     def __len__(self) -> int:
         return 1000 + 0x10FFFF

@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 
 from asyncthink.cli import app
 from asyncthink.envs import make_task
+from asyncthink.envs.math_data import load_spec
 from asyncthink.episode import EpisodeStatus, read_jsonl
 from asyncthink.eval.config import load_eval_config
 from asyncthink.eval.harness import run_eval
@@ -145,6 +146,23 @@ async def test_a_directory_refuses_other_settings(tmp_path):
     forced = await run_eval(config("runtime.temperature=0.5"), tmp_path, engine=scripted_engine(), progress=False,
                             force=True)
     assert forced["meta"]["new_episodes"] == 0
+
+
+async def test_a_directory_refuses_problems_that_changed_under_the_same_settings(tmp_path):
+    """A bring-your-own dataset file edited between runs: same config, other problems (by their hash)."""
+    data = tmp_path / "mine.jsonl"
+    rows = [{"q": f"What is {k}+1?", "a": f"#### {k + 1}", "id": str(k)} for k in range(3)]
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    spec = f"{{path: {data}, question_field: q, answer_field: a, extractor: gsm8k}}"
+    cfg = load_eval_config(None, [f"tasks=[{{name: math, options: {{dataset: {spec}}}}}]", "modes=[sequential]",
+                                  "bootstrap=10", "plots=false"])
+    out = tmp_path / "out"
+    await run_eval(cfg, out, engine=ScriptedEngine({}), progress=False)
+    await run_eval(cfg, out, engine=ScriptedEngine({}), progress=False)  # unchanged: resumes
+    data.write_text(data.read_text().replace("What is 2+1?", "What is 2+2?").replace("#### 3", "#### 4"))
+    load_spec.cache_clear()  # a new process (the next CLI run) reads the file again
+    with pytest.raises(ValueError, match=r"data\.math-mine: '[0-9a-f]+' -> '[0-9a-f]+'"):
+        await run_eval(cfg, out, engine=ScriptedEngine({}), progress=False)
 
 
 async def test_api_keys_are_not_written(tmp_path):
