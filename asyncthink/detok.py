@@ -8,16 +8,19 @@ decode a small window (as vLLM and TGI do) and hold back a piece while it ends
 in an incomplete UTF-8 sequence. Either way the concatenated pieces equal
 ``tokenizer.decode(ids, skip_special_tokens=False)``.
 
-``push_plain`` is the bulk path the executor takes for a whole engine delta:
+``push_plain`` is the bulk path the executor takes through an engine delta:
 on byte-level tokenizers, a run of tokens none of whose bytes is ``<`` cannot
 start or hold a protocol tag, so it is decoded in one step with no per-token
-Python work. Every other delta goes token by token through ``push``.
+Python work. Tokens from a ``<`` until the tag it starts is read go one by one
+through ``push``.
 """
 
 from __future__ import annotations
 
 import codecs
 import weakref
+from bisect import bisect_right
+from itertools import accumulate
 from typing import Any
 
 _WINDOW = 6  # tokens of left context kept for tokenizers that merge across tokens
@@ -64,7 +67,7 @@ class IncrementalDetokenizer:
     """Feeds token ids, returns the new text each one completes."""
 
     bulk = True
-    """Whether ``push_plain`` may decode whole deltas (tests turn it off to compare with the per-token path)."""
+    """Whether ``push_plain`` may decode runs of tokens (tests turn it off to compare with the per-token path)."""
 
     def __init__(self, tokenizer: Any, context_ids: list[int] | None = None) -> None:
         self.tokenizer = tokenizer
@@ -82,24 +85,31 @@ class IncrementalDetokenizer:
             return self._utf8.decode(self._table[token_id])
         return self._push_window(token_id)
 
-    def push_plain(self, token_ids: list[int]) -> str | None:
-        """The text of ``token_ids`` in one step if none of their bytes is ``<``; else ``None``, consuming nothing.
+    def push_plain(self, token_ids: list[int]) -> tuple[int, str]:
+        """Decode the longest run of leading ``token_ids`` none of whose bytes is ``<``, in one step.
 
+        Returns how many tokens that run holds (consumed) and their text; ``(0, "")`` consumes nothing.
         Only byte-level tokenizers take this path: a window tokenizer may merge text across tokens, so its
         bytes per token are unknown and every token goes through ``push``.
         """
         if not self.bulk:
-            return None
+            return 0, ""
         if self._own is not None:
-            raw = b"".join(map(self._own, token_ids))
+            pieces = list(map(self._own, token_ids))
         elif self._table is not None:
             try:
-                raw = b"".join(map(self._table.__getitem__, token_ids))
+                pieces = list(map(self._table.__getitem__, token_ids))
             except KeyError:  # an id outside the vocabulary: the window path decides what it is
-                return None
+                return 0, ""
         else:
-            return None
-        return None if b"<" in raw else self._utf8.decode(raw)
+            return 0, ""
+        raw = b"".join(pieces)
+        cut = raw.find(b"<")
+        if cut < 0:
+            return len(token_ids), self._utf8.decode(raw)
+        ends = list(accumulate(map(len, pieces)))
+        n = bisect_right(ends, cut)  # tokens that end at or before the first "<"
+        return n, self._utf8.decode(raw[: ends[n - 1]]) if n else ""
 
     def _push_window(self, token_id: int) -> str:
         self.ids.append(token_id)

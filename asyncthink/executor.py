@@ -7,6 +7,11 @@ the executor waits for worker ``i`` only if it is still running, appends the
 worker's returned token ids and ``</JOIN-i>``, and resumes with a prompt that
 is exactly the previous prompt ids + generated ids + appended ids.
 
+Deltas come through ``Engine.stream_to``: the row's task waits only for the end
+of a request (a stop, a join, an error), and each delta is consumed by a
+callback that an engine with a batched output loop (vLLM) calls from that loop,
+so thousands of streams cost no task switch per token.
+
 The first format error or budget breach ends the episode: every worker still
 running is cancelled (its engine request aborted) and awaited, and the record
 says why. Engine failures end it with status ``error``. Nothing raises out of
@@ -27,7 +32,6 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable
-from contextlib import aclosing
 from dataclasses import dataclass, field
 from itertools import repeat
 from typing import Any
@@ -35,6 +39,7 @@ from typing import Any
 from asyncthink.detok import IncrementalDetokenizer
 from asyncthink.engines.base import Engine
 from asyncthink.engines.types import (
+    Delta,
     EngineError,
     EngineErrorKind,
     Final,
@@ -177,6 +182,8 @@ class _Episode:
         self.t0 = time.perf_counter()
         self.worker_tasks: set[asyncio.Task] = set()
         self.top_tasks: list[asyncio.Task] = []
+        self.inline_top: asyncio.Task | None = None  # the episode's own task while it runs the one top row
+        self.stopping_inline = False
         self.forks = 0
         self.failure: RowFormatError | None = None
         self.crash: Exception | None = None  # an engine failure (or a bug): status "error"
@@ -191,10 +198,9 @@ class _Episode:
     async def execute(self) -> Episode:
         big = len(self.ep.question) > OFF_LOOP_CHARS  # tokenizing a long prompt would stall every other episode
         tops = await asyncio.to_thread(self._top_rows) if big else self._top_rows()
-        self.top_tasks = [asyncio.create_task(self._run_top(row, cfg), name=f"row-{row.row_id}") for row, cfg in tops]
         try:
             async with asyncio.timeout(self.cfg.wall_time_s):
-                await asyncio.gather(*self.top_tasks, return_exceptions=True)
+                await self._run_tops(tops)
         except TimeoutError:
             self._on_wall_time()
         finally:
@@ -203,6 +209,27 @@ class _Episode:
         if self.on_event is not None:
             self.on_event(EpisodeDone(self.ep))
         return self.ep
+
+    async def _run_tops(self, tops: list[tuple[Row, ParserConfig]]) -> None:
+        """Run the top rows: parallel traces as tasks, a single organizer or sequential row in this task.
+
+        Running the one top row here sends its first request before the next episode starts: when thousands
+        of episodes start at once, a task per row would queue every first request behind every start-up.
+        ``_stop_everything`` stops it by cancelling this task, and that cancellation ends here.
+        """
+        if len(tops) > 1:
+            self.top_tasks = [asyncio.create_task(self._run_top(row, cfg), name=f"row-{row.row_id}")
+                              for row, cfg in tops]
+            await asyncio.gather(*self.top_tasks, return_exceptions=True)
+            return
+        self.inline_top = asyncio.current_task()
+        try:
+            await self._run_top(*tops[0])
+        except asyncio.CancelledError:
+            if not (self.stopping_inline and self.inline_top.uncancel() == 0):
+                raise  # the caller's cancellation, or the wall-time limit's: not ours to swallow
+        finally:
+            self.inline_top = None
 
     def _on_wall_time(self) -> None:
         """Out of wall time: a budget breach if tokens kept coming, an engine timeout if the engine went quiet."""
@@ -215,10 +242,11 @@ class _Episode:
             self._fail(EpisodeFailure(FormatErrorCode.BUDGET_EXCEEDED, f"wall time {wall:g}s", "0"))
 
     async def _cancel_all(self) -> None:
-        tasks = [*self.top_tasks, *self.worker_tasks]
+        tasks = [t for t in (*self.top_tasks, *self.worker_tasks) if not t.done()]
         for t in tasks:
             t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if tasks:  # nothing left running (the usual end) costs no trip through the event loop
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     def _fail(self, failure: EpisodeFailure) -> None:
         """Record the first failure and stop every row of the episode."""
@@ -234,9 +262,13 @@ class _Episode:
     def _stop_everything(self) -> None:
         if self.cfg.mode.spec.traces:
             return  # traces are independent: one failing trace does not stop the others
+        current = asyncio.current_task()
         for t in [*self.top_tasks, *self.worker_tasks]:
-            if t is not asyncio.current_task():
+            if t is not current:
                 t.cancel()
+        if self.inline_top is not None and self.inline_top is not current and not self.stopping_inline:
+            self.stopping_inline = True
+            self.inline_top.cancel()
 
     async def _run_top(self, row: Row, parser_cfg: ParserConfig) -> None:
         try:
@@ -327,13 +359,15 @@ class _Episode:
         """One engine request; returns (join index, position) if it ended at a join, else None."""
         request, row = self._request(st), st.row
         start, t_start, final, join = len(row.completion_ids), self.now(), None, None
+
+        def on_delta(delta: Delta) -> bool:
+            nonlocal final, join
+            join = self._consume(st, delta.token_ids, delta.logprobs)
+            final = delta.final or final
+            return join is not None  # a join not caught by an engine stop: stopping aborts the request
+
         try:
-            async with aclosing(self.ex.engine.generate(request)) as stream:
-                async for delta in stream:
-                    join = self._consume(st, delta.token_ids, delta.logprobs)
-                    final = delta.final or final
-                    if join is not None:
-                        break  # a join not caught by an engine stop: closing the stream aborts the request
+            await self.ex.engine.stream_to(request, on_delta)
         except EngineError as exc:
             if exc.kind == EngineErrorKind.CONTEXT_LENGTH and _policy_wrote_prompt(row):
                 # the policy's own text (a sub-query, or a join's resume) outgrew the context: its failure
@@ -352,9 +386,10 @@ class _Episode:
     def _consume(self, st: _RowState, ids: list[int], logprobs: list[float] | None) -> tuple[int, int] | None:
         """Take one engine delta: one token, or several when the engine coalesced them while we lagged.
 
-        A delta that cannot touch a tag (no ``<`` in its bytes, no tag half-read) is taken whole, with no
-        per-token Python work; any other goes token by token, so a join ends the row exactly at the token
-        that completed its tag. Both give the same record.
+        Runs of tokens that cannot touch a tag (no ``<`` in their bytes, no tag half-read) are taken whole,
+        with no per-token Python work; a token with a ``<`` and those after it until the tag is read go one
+        by one, so a join ends the row exactly at the token that completed its tag. Any chunking gives the
+        same record.
         """
         row = st.row
         if not ids:
@@ -364,28 +399,39 @@ class _Episode:
             # a made-up logprob would be trained on as if the engine had sampled with it: fail the episode
             raise EngineError(EngineErrorKind.SERVER, f"the engine returned {len(ids)} tokens with "
                               f"{'no' if logprobs is None else len(logprobs)} logprobs (row {row.row_id})")
-        text = st.detok.push_plain(ids) if st.parser.at_rest else None
-        if text is None:
-            return self._consume_tokens(st, ids, logprobs)
+        at = 0
+        while at < len(ids):
+            if st.parser.at_rest:
+                n, text = st.detok.push_plain(ids[at:] if at else ids)
+                if n:
+                    self._take_plain(st, ids[at : at + n], logprobs[at : at + n], text)
+                    at += n
+                    continue
+            join = self._consume_token(st, ids[at], logprobs[at])
+            at += 1
+            if join is not None:
+                return join
+        return None
+
+    def _take_plain(self, st: _RowState, ids: list[int], logprobs: list[float], text: str) -> None:
+        row = st.row
         row.completion_ids += ids
         row.completion_mask.extend(repeat(1, len(ids)))
         row.logprobs.extend(map(float, logprobs))
         self._text(st, text, len(row.completion_ids))
         st.parser.feed(text)  # no '<' and nothing half-read: only bodies grow, no event can come
-        return None
 
-    def _consume_tokens(self, st: _RowState, ids: list[int], logprobs: list[float]) -> tuple[int, int] | None:
+    def _consume_token(self, st: _RowState, tok: int, logprob: float) -> tuple[int, int] | None:
         row = st.row
-        for tok, logprob in zip(ids, logprobs, strict=True):
-            row.completion_ids.append(tok)
-            row.completion_mask.append(1)
-            row.logprobs.append(float(logprob))
-            piece = st.detok.push(tok)
-            self._text(st, piece, len(row.completion_ids))
-            for ev in st.parser.feed(piece):
-                join = self._on_event(st, ev)
-                if join is not None:
-                    return join
+        row.completion_ids.append(tok)
+        row.completion_mask.append(1)
+        row.logprobs.append(float(logprob))
+        piece = st.detok.push(tok)
+        self._text(st, piece, len(row.completion_ids))
+        for ev in st.parser.feed(piece):
+            join = self._on_event(st, ev)
+            if join is not None:
+                return join
         return None
 
     def _text(self, st: _RowState, text: str, tokens: int) -> None:

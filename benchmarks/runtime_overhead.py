@@ -30,7 +30,7 @@ import statistics
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,12 +49,23 @@ from tests.fakes import CharTokenizer, ScriptedEngine  # noqa: E402
 class _Stream:
     """One request's scripted tokens, how many the engine has produced, and when the consumer read them."""
 
-    __slots__ = ("ids", "k0", "due", "ready", "reads", "plan")
+    __slots__ = ("ids", "k0", "due", "sent", "ready", "reads", "plan", "push")
 
-    def __init__(self, ids: list[int], k0: int, plan: list[tuple[int, int]] | None) -> None:
-        self.ids, self.k0, self.due, self.ready = ids, k0, 0, asyncio.Event()
+    def __init__(self, ids: list[int], k0: int, plan: list[tuple[int, int]] | None, push: _Push | None = None) -> None:
+        self.ids, self.k0, self.due, self.sent, self.ready = ids, k0, 0, 0, asyncio.Event()
         self.reads: list[tuple[int, int]] = []  # (ticks since admission, tokens produced) at each read
         self.plan = plan
+        self.push = push  # pushed streams are handed their deltas by the clock loop itself
+
+
+class _Push:
+    """A pushed stream's consumer, how to make its final delta, and the future its caller waits on."""
+
+    __slots__ = ("on_delta", "final", "done")
+
+    def __init__(self, on_delta: Callable[[Delta], bool], final: Final) -> None:
+        self.on_delta, self.final = on_delta, final
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
 
 class ClockEngine(ScriptedEngine):
@@ -67,13 +78,15 @@ class ClockEngine(ScriptedEngine):
     engine. ``per_delta`` fixes the chunking instead (tokens come ``per_delta`` at a time, as to a consumer
     that always lags that much), so a CPU cost per token does not depend on the load. ``plans`` (request id ->
     reads of an earlier run) replays another run's chunking: the same deltas at the same ticks, so its cost
-    can be subtracted from that run's.
+    can be subtracted from that run's. With ``push`` (the default), ``stream_to`` is served by the clock loop
+    itself, one pass over the streams per tick calling each consumer, as vLLM's output handler does; without
+    it, by one task per stream iterating ``generate``.
     """
 
     def __init__(self, scripts: dict[str, str], d: float, plans: dict[str, list[tuple[int, int]]] | None = None,
-                 text_tags: bool = False, per_delta: int | None = None) -> None:
+                 text_tags: bool = False, per_delta: int | None = None, push: bool = True) -> None:
         super().__init__(scripts)
-        self.per_delta = per_delta
+        self.per_delta, self.push = per_delta, push
         self.tokenizer = CharTokenizer(text_tags=text_tags)
         self.d, self.plans = d, plans
         self.streams: set[_Stream] = set()
@@ -88,11 +101,34 @@ class ClockEngine(ScriptedEngine):
         while True:
             await asyncio.sleep(max(0.0, start + (self.tick + 1) * self.d - loop.time()))
             self.tick = max(self.tick + 1, int((loop.time() - start) / self.d))  # ticks missed while we were busy
-            for s in self.streams:
-                due = self._due(s, self.tick - s.k0)
-                if due > s.due:
-                    s.due = due
+            self._advance()
+
+    def _advance(self) -> None:
+        """One engine step: every stream's new tokens, pushed to its consumer or flagged for its reader."""
+        for s in list(self.streams):  # a consumer may fork: new streams join at the next step
+            due = self._due(s, self.tick - s.k0)
+            if due > s.due:
+                s.due = due
+                if s.push is None:
                     s.ready.set()
+                else:
+                    self._deliver(s, s.push)
+
+    def _deliver(self, s: _Stream, push: _Push) -> None:
+        if push.done.done():
+            return  # stopped or cancelled: the stream is dropped when its caller wakes
+        chunk, s.sent = s.ids[s.sent : s.due], s.due
+        last = s.sent == len(s.ids)
+        s.reads.append((self.tick - s.k0, s.sent))
+        self.tokens += len(chunk)
+        self.deltas += 1
+        try:
+            stop = push.on_delta(Delta(chunk, [-0.1] * len(chunk), push.final if last else None))
+        except Exception as exc:
+            push.done.set_exception(exc)
+            return
+        if stop or last:
+            push.done.set_result(None)
 
     def _due(self, s: _Stream, ticks: int) -> int:
         if s.plan is None:
@@ -105,7 +141,8 @@ class ClockEngine(ScriptedEngine):
             due = s.plan.pop(0)[1]
         return due if s.plan else len(s.ids)  # a request the run aborted early ends here too
 
-    async def generate(self, request: GenerateRequest) -> AsyncIterator[Delta]:
+    def _completion(self, request: GenerateRequest) -> tuple[list[int], Final]:
+        """The scripted ids this request produces (up to its stops and max_tokens), and its final info."""
         self.requests.append(request)
         sp = clamp_to_context(request, self.max_model_len)
         text = self._segment(request)
@@ -115,14 +152,34 @@ class ClockEngine(ScriptedEngine):
         end = next((n for n, tok in enumerate(ids[: sp.max_tokens], 1) if tok in stops), len(ids) if cut else None)
         reason = FinishReason.STOP if end is not None else FinishReason.LENGTH
         ids = ids[: end or sp.max_tokens]
+        return ids, Final(reason, ids[-1], 0, len(request.prompt_ids), len(ids))
+
+    async def generate(self, request: GenerateRequest) -> AsyncIterator[Delta]:
+        ids, final = self._completion(request)
         async for chunk, last in self.stream_ids(ids, request.request_id):
-            yield Delta(chunk, [-0.1] * len(chunk), Final(reason, ids[-1], 0, len(request.prompt_ids), len(ids))
-                        if last else None)
+            yield Delta(chunk, [-0.1] * len(chunk), final if last else None)
+
+    async def stream_to(self, request: GenerateRequest, on_delta: Callable[[Delta], bool]) -> None:
+        if not self.push:
+            return await super().stream_to(request, on_delta)
+        ids, final = self._completion(request)
+        self._start_clock()
+        plan = list(self.plans[request.request_id]) if self.plans is not None else None
+        s = _Stream(ids, self.tick, plan, _Push(on_delta, final))
+        self.streams.add(s)
+        self.reads[request.request_id] = s.reads
+        try:
+            await s.push.done
+        finally:
+            self.streams.discard(s)
+
+    def _start_clock(self) -> None:
+        if self._clock is None or self._clock.done():
+            self._clock = asyncio.get_running_loop().create_task(self._run_clock())
 
     async def stream_ids(self, ids: list[int], request_id: str) -> AsyncIterator[tuple[list[int], bool]]:
         """The clocked stream of ``ids``: (chunk, is_last) pairs; what the engine itself costs."""
-        if self._clock is None:
-            self._clock = asyncio.get_running_loop().create_task(self._run_clock())
+        self._start_clock()
         plan = list(self.plans[request_id]) if self.plans is not None else None
         s, sent = _Stream(ids, self.tick, plan), 0
         self.streams.add(s)
@@ -149,8 +206,18 @@ class InstantEngine(ClockEngine):
     """No clock: every request streams ``per_delta`` tokens a delta, one event-loop round apart, at once.
 
     For CPU costs only: the chunking is fixed and nothing waits on time, so the process CPU of a run is
-    the same from run to run, and the best of a few repeats is a stable figure.
+    the same from run to run, and the best of a few repeats is a stable figure. Pushed streams get theirs
+    from a loop that steps every stream by ``per_delta`` tokens per event-loop round.
     """
+
+    def _due(self, s: _Stream, ticks: int) -> int:
+        return min(len(s.ids), ticks * (self.per_delta or 1))
+
+    async def _run_clock(self) -> None:
+        while self.streams:
+            await asyncio.sleep(0)
+            self.tick += 1
+            self._advance()
 
     async def stream_ids(self, ids: list[int], request_id: str) -> AsyncIterator[tuple[list[int], bool]]:
         k = self.per_delta or 1
@@ -175,15 +242,18 @@ def dag_scripts(n: int, forks: int, worker_len: int, org_len: int) -> dict[str, 
 
 @dataclass(frozen=True)
 class RuntimePath:
-    """How the runtime meets the tokens: tags as single tokens or as text, and plain deltas whole or not."""
+    """How the runtime meets the tokens: tags as single tokens or as text, plain deltas whole or not, and
+    deltas pushed by the engine's output loop or pulled by one task per stream."""
 
     name: str
     text_tags: bool = False
     bulk: bool = True
+    push: bool = True
 
 
 PATHS = (RuntimePath("token-id tags"), RuntimePath("text tags", text_tags=True),
-         RuntimePath("per-token (bulk off)", bulk=False))
+         RuntimePath("per-token (bulk off)", bulk=False), RuntimePath("token-id, pulled", push=False))
+PULLED = PATHS[3]
 
 
 async def measure(size: int, d: float, forks: int, worker_len: int, org_len: int,
@@ -192,7 +262,7 @@ async def measure(size: int, d: float, forks: int, worker_len: int, org_len: int
     scripts: dict[str, str] = {}
     for n in range(size):
         scripts.update(dag_scripts(n, forks, worker_len, org_len))
-    engine = ClockEngine(scripts, d, text_tags=path.text_tags, per_delta=per_delta)
+    engine = ClockEngine(scripts, d, text_tags=path.text_tags, per_delta=per_delta, push=path.push)
     cfg = RuntimeConfig(capacity=max(2, forks + 1), max_organizer_tokens=100_000, max_worker_tokens=100_000,
                         max_forks=64)
     items = make_items([{"id": f"p{n}", "question": f"q{n}"} for n in range(size)])
@@ -206,7 +276,7 @@ async def measure(size: int, d: float, forks: int, worker_len: int, org_len: int
     await engine.close()
     statuses = Counter(str(e.status) for e in episodes)
     assert statuses == {"ok": size}, statuses
-    engine_cpu = await plain_requests_cpu(scripts, d, engine.requests, engine.reads, path.text_tags)
+    engine_cpu = await plain_requests_cpu(scripts, d, engine.requests, engine.reads, path)
     ratios = [e.wall_s / (e.metrics["latency"] * d) for e in episodes]
     return {"size": size, "forks": forks, "latency": episodes[0].metrics["latency"], "statuses": dict(statuses),
             "ratio_mean": statistics.mean(ratios), "ratio_max": max(ratios), "batch_wall_s": total,
@@ -216,18 +286,13 @@ async def measure(size: int, d: float, forks: int, worker_len: int, org_len: int
 
 
 async def plain_requests_cpu(scripts: dict[str, str], d: float, requests: list[GenerateRequest],
-                             plans: dict[str, list[tuple[int, int]]], text_tags: bool) -> float:
+                             plans: dict[str, list[tuple[int, int]]], path: RuntimePath) -> float:
     """CPU seconds of the same engine serving the same requests, all at once, in the same deltas, to a consumer
-    that only drains them: everything the engine costs (prompt lookup, deltas, the clock), so the rest is the
-    runtime's."""
-    engine = ClockEngine(scripts, d, plans, text_tags=text_tags)
-
-    async def drain(request: GenerateRequest) -> None:
-        async for _ in engine.generate(request):
-            pass
-
+    that only drains them: everything the engine costs (prompt lookup, deltas, the clock, and for pulled
+    streams a task per stream), so the rest is the runtime's."""
+    engine = ClockEngine(scripts, d, plans, text_tags=path.text_tags, push=path.push)
     cpu0 = time.process_time()
-    await asyncio.gather(*(drain(r) for r in requests))
+    await asyncio.gather(*(engine.stream_to(r, _drain) for r in requests))
     cpu = time.process_time() - cpu0
     await engine.close()
     return cpu
@@ -240,22 +305,26 @@ async def main(args: argparse.Namespace) -> None:
 
 
 async def wall_grid(args: argparse.Namespace, d: float) -> None:
-    print(f"\nsimulated engine: one token per stream every {d * 1000:g} ms; token-id tags, plain deltas whole")
-    print(f"{'episodes':>8} {'forks':>5} {'latency':>7} {'wall/ideal mean':>15} {'max':>6} {'batch wall s':>12} "
-          f"{'runtime us/token':>16} {'tokens/delta':>12} {'statuses':>14}")
+    print(f"\nsimulated engine: one token per stream every {d * 1000:g} ms; token-id tags, plain deltas whole; "
+          "deltas pushed by the engine's loop, or pulled by a task per stream")
+    print(f"{'delivery':>8} {'episodes':>8} {'forks':>5} {'latency':>7} {'wall/ideal mean':>15} {'max':>6} "
+          f"{'batch wall s':>12} {'runtime us/token':>16} {'tokens/delta':>12} {'statuses':>14}")
     rows = {}
     for size in args.sizes:
-        for forks in (0, args.forks):
-            r = await measure(size, d, forks, args.worker_len, args.org_len)
-            rows[(size, forks)] = r
-            print(f"{size:>8} {forks:>5} {r['latency']:>7.0f} {r['ratio_mean']:>15.4f} {r['ratio_max']:>6.3f} "
-                  f"{r['batch_wall_s']:>12.2f} {r['runtime_us_per_token']:>16.1f} {r['tokens_per_delta']:>12.2f} "
-                  f"{r['statuses']!s:>14}")
-    for size in args.sizes:
-        extra = rows[(size, args.forks)]["episode_wall_s"] - rows[(size, args.forks)]["latency"] * d
-        base = rows[(size, 0)]["episode_wall_s"] - rows[(size, 0)]["latency"] * d
-        per = (extra - base) / (2 * args.forks) * 1000
-        print(f"{size:>8} episodes: wall-clock overhead per fork or join ~ {per:.2f} ms")
+        for path in (PATHS[0], PULLED) if args.pulled else (PATHS[0],):
+            delivery = "push" if path.push else "pull"
+            for forks in (0, args.forks):
+                r = await measure(size, d, forks, args.worker_len, args.org_len, path)
+                rows[(delivery, size, forks)] = r
+                print(f"{delivery:>8} {size:>8} {forks:>5} {r['latency']:>7.0f} {r['ratio_mean']:>15.4f} "
+                      f"{r['ratio_max']:>6.3f} {r['batch_wall_s']:>12.2f} {r['runtime_us_per_token']:>16.1f} "
+                      f"{r['tokens_per_delta']:>12.2f} {r['statuses']!s:>14}")
+    for (delivery, size, forks), r in rows.items():
+        if forks:
+            extra = r["episode_wall_s"] - r["latency"] * d
+            base = rows[(delivery, size, 0)]["episode_wall_s"] - rows[(delivery, size, 0)]["latency"] * d
+            per = (extra - base) / (2 * forks) * 1000
+            print(f"{delivery:>8} {size:>8} episodes: wall-clock overhead per fork or join ~ {per:.2f} ms")
 
 
 async def cpu_costs(args: argparse.Namespace) -> None:
@@ -293,7 +362,7 @@ async def cpu_run(size: int, forks: int, worker_len: int, org_len: int, path: Ru
     items = make_items([{"id": f"p{n}", "question": f"q{n}"} for n in range(size)])
     best, best_engine, statuses = float("inf"), float("inf"), Counter()
     for _ in range(repeats):
-        engine = InstantEngine(scripts, 0.0, text_tags=path.text_tags, per_delta=per_delta)
+        engine = InstantEngine(scripts, 0.0, text_tags=path.text_tags, per_delta=per_delta, push=path.push)
         IncrementalDetokenizer.bulk = path.bulk
         try:
             cpu0 = time.process_time()
@@ -301,6 +370,7 @@ async def cpu_run(size: int, forks: int, worker_len: int, org_len: int, path: Ru
             best = min(best, time.process_time() - cpu0)
         finally:
             IncrementalDetokenizer.bulk = True
+            await engine.close()
         statuses += Counter(str(e.status) for e in episodes)
         best_engine = min(best_engine, await plain_requests_cpu_instant(scripts, engine.requests, path, per_delta))
     assert set(statuses) == {"ok"}, statuses
@@ -309,15 +379,16 @@ async def cpu_run(size: int, forks: int, worker_len: int, org_len: int, path: Ru
 
 async def plain_requests_cpu_instant(scripts: dict[str, str], requests: list[GenerateRequest], path: RuntimePath,
                                      per_delta: int) -> float:
-    engine = InstantEngine(scripts, 0.0, text_tags=path.text_tags, per_delta=per_delta)
-
-    async def drain(request: GenerateRequest) -> None:
-        async for _ in engine.generate(request):
-            pass
-
+    engine = InstantEngine(scripts, 0.0, text_tags=path.text_tags, per_delta=per_delta, push=path.push)
     cpu0 = time.process_time()
-    await asyncio.gather(*(drain(r) for r in requests))
-    return time.process_time() - cpu0
+    await asyncio.gather(*(engine.stream_to(r, _drain) for r in requests))
+    cpu = time.process_time() - cpu0
+    await engine.close()
+    return cpu
+
+
+def _drain(delta: Delta) -> bool:
+    return False
 
 
 if __name__ == "__main__":
@@ -331,6 +402,8 @@ if __name__ == "__main__":
     parser.add_argument("--forks", type=int, default=3)
     parser.add_argument("--worker-len", type=int, default=60)
     parser.add_argument("--org-len", type=int, default=40)
+    parser.add_argument("--pulled", action=argparse.BooleanOptionalAction, default=True,
+                        help="Also run the wall-clock grid with one task per stream pulling its deltas.")
     parser.add_argument("--uvloop", action="store_true", help="Run on uvloop instead of asyncio's default loop.")
     args = parser.parse_args()
     if args.uvloop:

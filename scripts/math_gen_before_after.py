@@ -5,7 +5,7 @@ seeds, engine and sampling), then compared pairwise over problems with ``asyncth
 percentile bootstrap of the mean per-problem difference). The table, with episode status counts beside
 accuracy, is printed and written to ``OUT/before_after.md`` (and ``.json``).
 
-    python scripts/math_gen_before_after.py --sft runs/mathgen/sft3 --rl runs/mathgen/rl/final \
+    python scripts/math_gen_before_after.py --sft runs/mathgen/sft --rl runs/mathgen/rl/final \
         --out runs/mathgen/eval
 """
 
@@ -68,7 +68,7 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sft", default="runs/mathgen/sft3")
+    parser.add_argument("--sft", default="runs/mathgen/sft")
     parser.add_argument("--rl", default="runs/mathgen/rl/final")
     parser.add_argument("--out", default="runs/mathgen/eval")
     parser.add_argument("overrides", nargs="*", help="key=value overrides of the eval config")

@@ -7,14 +7,18 @@ organizer, the sub-query for a worker). A row's script is its generated text
 with joins written as in the protocol (``A<JOIN-1>B``): a request resumed after
 ``k`` joins continues with segment ``k``. It streams one token per delta every
 ``delay_s``, honours stop ids, stop strings and max_tokens, and counts live
-requests so tests can check aborts.
+requests so tests can check aborts. With ``push_native`` its ``stream_to``
+works as vLLM's output loop does: requests produce into one outbox, and one
+dispatcher task hands every delta to its consumer, so consumers run outside the
+task that waits for them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing
 
 from asyncthink.engines.base import Engine, clamp_to_context
 from asyncthink.engines.types import Delta, Final, FinishReason, GenerateRequest
@@ -79,6 +83,9 @@ class ScriptedEngine(Engine):
     default_tokens_per_delta = 1
     """Used when ``tokens_per_delta`` is not given; tests raise it to coalesce deltas as a lagging vLLM does."""
 
+    push_native = False
+    """``stream_to`` through one dispatcher task (a batched output loop) instead of iterating ``generate``."""
+
     def __init__(self, scripts: dict[str, str], delay_s: float = 0.0, default: str = "<RETURN>?</RETURN>",
                  max_model_len: int = 100_000, tokens_per_delta: int | None = None) -> None:
         self.tokenizer = CharTokenizer()
@@ -90,6 +97,44 @@ class ScriptedEngine(Engine):
         self.live = 0
         self.requests: list[GenerateRequest] = []
         self.aborted = 0
+        self._outbox: list[tuple[_Push, Delta]] = []
+        self._mail = asyncio.Event()
+        self._dispatcher: asyncio.Task | None = None
+        self._pushing = 0  # streams in stream_to; the dispatcher ends when none are left
+
+    async def stream_to(self, request: GenerateRequest, on_delta: Callable[[Delta], bool]) -> None:
+        if not self.push_native:
+            return await super().stream_to(request, on_delta)
+        if self._dispatcher is None or self._dispatcher.done():
+            self._dispatcher = asyncio.get_running_loop().create_task(self._dispatch())
+        push = _Push(on_delta)
+        producer = asyncio.get_running_loop().create_task(self._produce(request, push))
+        self._pushing += 1
+        try:
+            await push.done
+        finally:
+            self._pushing -= 1
+            self._mail.set()  # lets the dispatcher end if this was the last stream
+            producer.cancel()  # stopped, failed or cancelled: abort the request
+            await asyncio.gather(producer, return_exceptions=True)
+
+    async def _produce(self, request: GenerateRequest, push: _Push) -> None:
+        try:
+            async with aclosing(self.generate(request)) as stream:
+                async for delta in stream:
+                    self._outbox.append((push, delta))
+                    self._mail.set()
+        except Exception as exc:  # an engine error reaches the consumer's caller, as vLLM's does
+            self._outbox.append((push, exc))
+            self._mail.set()
+
+    async def _dispatch(self) -> None:
+        while self._pushing or self._outbox:
+            await self._mail.wait()
+            self._mail.clear()
+            batch, self._outbox = self._outbox, []
+            for push, delta in batch:
+                push.deliver(delta)
 
     def _segment(self, request: GenerateRequest) -> str:
         """What the row's script still has to say: it continues from wherever the row's text stands (after a
@@ -143,6 +188,28 @@ class ScriptedEngine(Engine):
         if len(out) >= sp.max_tokens:
             return Final(FinishReason.LENGTH, None, 0, prompt_len, len(out))
         return None
+
+
+class _Push:
+    """One pushed stream: its consumer, and the future its caller waits on."""
+
+    def __init__(self, on_delta: Callable[[Delta], bool]) -> None:
+        self.on_delta = on_delta
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def deliver(self, delta: Delta | Exception) -> None:
+        if self.done.done():
+            return
+        if isinstance(delta, Exception):
+            self.done.set_exception(delta)
+            return
+        try:
+            stop = self.on_delta(delta)
+        except Exception as exc:
+            self.done.set_exception(exc)
+            return
+        if stop or delta.final is not None:
+            self.done.set_result(None)
 
 
 class OutcomeEngine(Engine):

@@ -117,3 +117,75 @@ async def test_greedy_matches_transformers_engine(vllm_engine, hf_engine):
         h, hl, _ = await generate_all(hf_engine, req(p, f"x{i}", max_tokens=24, temperature=0))
         assert v == h, f"prompt {i}: vLLM {v} vs transformers {h}"
         assert max(abs(a - b) for a, b in zip(vl, hl, strict=True)) < 1e-3
+
+
+# ------------------------------------------------------------ push: deltas from vLLM's own output loop
+
+
+async def push_all(engine, request, stop_after=None, fail_after=None):
+    """``stream_to`` into a list; stop (return True) or raise once ``stop_after``/``fail_after`` tokens came."""
+    deltas = []
+
+    def on_delta(d):
+        deltas.append(d)
+        seen = sum(len(x.token_ids) for x in deltas)
+        if fail_after is not None and seen >= fail_after:
+            raise LookupError("the consumer failed")
+        return stop_after is not None and seen >= stop_after
+
+    await engine.stream_to(request, on_delta)
+    return deltas
+
+
+async def unfinished_after_abort(engine) -> int:
+    deadline = time.time() + 10
+    while engine._llm.output_processor.get_num_unfinished_requests() and time.time() < deadline:
+        await asyncio.sleep(0.05)
+    return engine._llm.output_processor.get_num_unfinished_requests()
+
+
+async def test_push_gives_what_generate_gives(vllm_engine):
+    pulled, pulled_lps, pulled_final = await generate_all(vllm_engine, req(PROMPT, "pp1", max_tokens=20, seed=5))
+    deltas = await push_all(vllm_engine, req(PROMPT, "pp2", max_tokens=20, seed=5))
+    assert [t for d in deltas for t in d.token_ids] == pulled
+    assert max(abs(a - b) for a, b in zip([x for d in deltas for x in d.logprobs], pulled_lps, strict=True)) < 1e-5
+    assert deltas[-1].final is not None and deltas[-1].final.completion_tokens == pulled_final.completion_tokens
+    assert all(d.final is None for d in deltas[:-1])
+
+
+async def test_push_stop_aborts_mid_decode_and_frees_the_slot(vllm_engine):
+    deltas = await push_all(vllm_engine, req(PROMPT, "ps1", max_tokens=1500, seed=2), stop_after=3)
+    assert sum(len(d.token_ids) for d in deltas) < 1500 and deltas[-1].final is None
+    assert await unfinished_after_abort(vllm_engine) == 0
+    ids, _, _ = await generate_all(vllm_engine, req(PROMPT, "ps2", max_tokens=4))
+    assert len(ids) == 4
+
+
+async def test_push_consumer_error_comes_out_whole_and_aborts(vllm_engine):
+    with pytest.raises(LookupError, match="consumer failed"):
+        await push_all(vllm_engine, req(PROMPT, "pe1", max_tokens=1500, seed=2), fail_after=2)
+    assert await unfinished_after_abort(vllm_engine) == 0
+
+
+async def test_push_cancelled_mid_prefill_and_mid_decode_aborts(vllm_engine):
+    for rid, wait_s in (("pc1", 0.0), ("pc2", 0.3)):
+        task = asyncio.create_task(push_all(vllm_engine, req(LONG_PROMPT, rid, max_tokens=1500, seed=2)))
+        await asyncio.sleep(wait_s)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert await unfinished_after_abort(vllm_engine) == 0
+
+
+async def test_push_many_streams_in_flight(vllm_engine):
+    outs = await asyncio.gather(*[push_all(vllm_engine, req(PROMPT[i % 9:], f"pm{i}", max_tokens=30, seed=i))
+                                  for i in range(48)])
+    for deltas in outs:
+        final = deltas[-1].final
+        assert final is not None and final.completion_tokens == sum(len(d.token_ids) for d in deltas)
+
+
+async def test_push_prompt_longer_than_context_is_classified(vllm_engine):
+    with pytest.raises(EngineError) as err:
+        await push_all(vllm_engine, req([5] * 3000, "plong", max_tokens=5))
+    assert err.value.kind == EngineErrorKind.CONTEXT_LENGTH

@@ -14,8 +14,9 @@ from asyncthink.metrics import episode_metrics
 from asyncthink.runtime_config import Mode, RuntimeConfig
 from tests.fakes import CharTokenizer, ScriptedEngine
 
-# every test runs on each path: (whole deltas at once, tags as single tokens, tokens per delta)
-PATHS = {"per_token": (False, False, 1), "bulk": (True, False, 5), "text_tags": (True, True, 5)}
+# every test runs on each path: (whole deltas at once, tags as text, tokens per delta, deltas pushed by the engine)
+PATHS = {"per_token": (False, False, 1, False), "bulk": (True, False, 5, False), "text_tags": (True, True, 5, False),
+         "push": (True, False, 5, True)}
 
 
 @pytest.fixture(autouse=True, params=list(PATHS))
@@ -24,10 +25,11 @@ def path(request, monkeypatch):
     only = request.node.get_closest_marker("paths")
     if only and request.param not in only.args:
         pytest.skip(f"counts tokens or times them on {only.args} only")
-    bulk, text_tags, per_delta = PATHS[request.param]
+    bulk, text_tags, per_delta, push = PATHS[request.param]
     monkeypatch.setattr(IncrementalDetokenizer, "bulk", bulk)
     monkeypatch.setattr(CharTokenizer, "text_tags", text_tags)
     monkeypatch.setattr(ScriptedEngine, "default_tokens_per_delta", per_delta)
+    monkeypatch.setattr(ScriptedEngine, "push_native", push)
     return request.param
 
 TWO = {
@@ -168,14 +170,14 @@ async def test_each_token_and_fork_budget(cfg, detail):
     assert detail in ep.format_errors[0].detail
 
 
-@pytest.mark.paths("per_token")
+@pytest.mark.paths("per_token", "push")
 async def test_wall_time_budget():
     ep, engine = await run(TWO, delay=0.01, wall_time_s=0.1)
     assert ep.status == EpisodeStatus.BUDGET_EXCEEDED and "wall time" in ep.format_errors[0].detail
     assert engine.aborted >= 1
 
 
-@pytest.mark.paths("per_token", "bulk")
+@pytest.mark.paths("per_token", "bulk", "push")
 async def test_cancellation_mid_episode_leaves_no_tasks():
     engine = ScriptedEngine(TWO, delay_s=0.01)
     before = asyncio.all_tasks()
@@ -189,11 +191,21 @@ async def test_cancellation_mid_episode_leaves_no_tasks():
     assert engine.live == 0 and engine.aborted >= 2
 
 
-@pytest.mark.paths("per_token", "bulk")
+@pytest.mark.paths("per_token", "bulk")  # counts aborts: a pushed request may finish before its stop lands
 async def test_worker_failure_aborts_siblings_and_organizer():
     scripts = {**TWO, "s1": "oops, no return"}
     ep, engine = await run(scripts, delay=0.002)
     assert ep.error_codes == ["worker_no_return"] and engine.live == 0 and engine.aborted >= 2
+
+
+@pytest.mark.paths("push")
+async def test_worker_failure_stops_an_organizer_that_runs_in_the_episodes_own_task():
+    scripts = {**TWO, "s1": "oops, no return", "Q": TWO["Q"].replace(" think ", " think" + " z" * 200 + " ")}
+    before = asyncio.all_tasks()
+    ep, engine = await run(scripts, delay=0.002)
+    assert ep.error_codes == ["worker_no_return"] and engine.live == 0
+    assert ep.organizer.requests[-1].finish_reason == "abort"  # stopped mid-stream, not at its join
+    assert asyncio.all_tasks() - before == set()
 
 
 async def test_sequential_mode_has_one_row_and_no_forks():

