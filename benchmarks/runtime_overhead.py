@@ -11,7 +11,10 @@ of an episode is ``latency x d``. Two tables:
    with and without forks (the goal is at most 1.05, and 1.15 at 4,096), the
    tokens per delta the load produced, and the runtime's CPU per generated
    token: the process's CPU minus that of the same engine replaying the same
-   deltas to a consumer that only counts them.
+   deltas to a consumer that only counts them. Each size runs twice: deltas
+   pushed to the rows from the engine's clock loop (``Engine.stream_to``, as
+   vLLM's output loop does for the executor) and pulled by one task per stream
+   (``generate``; ``--no-pulled`` skips it).
 2. The runtime's CPU per token and per fork (with its join and worker row) on
    each path (token-id tags, tags as text, every delta token by token), on an
    engine with no clock and a fixed number of tokens per delta, best of a few
@@ -19,7 +22,7 @@ of an episode is ``latency x d``. Two tables:
 
 Every episode must end ``ok`` (the status counts are printed).
 
-    python benchmarks/runtime_overhead.py [--d-ms 20] [--sizes 1 64 1024 4096] [--per-delta 1 8]
+    python benchmarks/runtime_overhead.py [--d-ms 20] [--sizes 1 64 1024 4096] [--per-delta 1 8] [--no-pulled]
 """
 
 from __future__ import annotations
