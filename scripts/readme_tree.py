@@ -36,9 +36,10 @@ OTHER = {
     "models/tiny-organizer/model.safetensors": "its weights (2.0 M parameters, float32)",
     "models/tiny-organizer/rl_curves.png": "its GRPO curves: reward, accuracy, eta/capacity, latency, format errors",
     "models/tiny-organizer/rl_resolved_config.yaml": "the resolved config of its RL run",
-    "models/tiny-organizer/sft_stage1_loss.png": "its stage-1 SFT loss curve",
-    "models/tiny-organizer/sft_stage2_loss.png": "its stage-2 SFT loss curve",
-    "models/tiny-organizer/sft_stage2_resolved_config.yaml": "the resolved config of its stage-2 SFT run",
+    "models/tiny-organizer/sft_loss.png": "its SFT loss curve",
+    "models/tiny-organizer/sft_resolved_config.yaml": "the resolved config of its SFT run",
+    "models/tiny-organizer/ablation_curves.png": "the ablation's RL runs per step, overlaid (the paper's Figure 6)",
+    "models/tiny-organizer/ablation.md": "the ablation table and paired differences, as scripts/ablation.py wrote them",
 }
 
 

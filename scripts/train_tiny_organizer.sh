@@ -1,34 +1,29 @@
 #!/usr/bin/env bash
-# Reproduce models/tiny-organizer from nothing, on CPU, with this repository's own commands.
-# Measured on the 2-core development machine: about 2.5 hours in all (SFT stage 1 ~55 min, stage 2 ~23 min,
-# each RL run ~15 min, evaluations a few minutes).
+# Reproduce models/tiny-organizer and its ablations from nothing, on CPU, with this repository's own commands.
+# The ablations: no cold start, SFT only, accuracy-only RL, accuracy + concurrency RL (shipped), with curves.
+# Stage times go to the log (TIME lines); measured on the idle 2-core development machine, see the model card.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export VLLM_CPU_KVCACHE_SPACE=${VLLM_CPU_KVCACHE_SPACE:-2}
 A=".venv/bin/asyncthink"
+stage() { local t0; t0=$(date +%s); "$@"; echo "TIME $(( $(date +%s) - t0 )) s: $*"; }
 
-# 1. a tokenizer trained on trace text, and a random 'mini' Llama (4 layers, hidden 192)
-$A train corpus --config configs/synth_countdown_tiny.yaml --out runs/tiny/corpus.txt --problems 400
-$A tiny-model --out runs/tiny/model --size mini --corpus runs/tiny/corpus.txt --max-index 8
+# 1. a tokenizer trained on trace text, and a random "mini" Llama (4 layers, hidden 192, 2.0 M parameters)
+stage $A train corpus --config configs/synth_countdown_tiny.yaml --out runs/tiny/corpus.txt --problems 200
+stage $A tiny-model --out runs/tiny/model --size mini --corpus runs/tiny/corpus.txt --max-index 8
 
-# 2. cold start: programmatic AsyncThink and sequential traces, then format SFT (TRL SFTTrainer), in two
-#    stages: numbers 1..12 (the format, and more arithmetic), then 1..9 (the shipped difficulty)
-$A train synth --config configs/synth_countdown_tiny.yaml
-$A train sft --config configs/sft_countdown_tiny.yaml
-$A train synth --config configs/synth_countdown_tiny_stage2.yaml
-$A train sft --config configs/sft_countdown_tiny_stage2.yaml
+# 2. cold start: programmatic search traces (AsyncThink and sequential) replayed through the executor, then SFT
+stage $A train synth --config configs/synth_countdown_tiny.yaml
+stage $A train sft --config configs/sft_countdown_tiny.yaml
 
-# 3. RL (GRPO over organizer and worker rows), with and without the concurrency reward (the ablation)
-$A train rl --config configs/rl_countdown_tiny.yaml
-$A train rl --config configs/rl_countdown_tiny.yaml out=runs/tiny/rl-no-concurrency rewards.concurrency_weight=0
+# 3. the RL runs (no cold start, accuracy only, accuracy + concurrency = shipped), then every checkpoint on the
+#    demo's held-out problems in AsyncThink mode, paired differences and the Figure-6 curves
+stage .venv/bin/python scripts/ablation.py --train --out runs/tiny/ablation
 
-# 4. ship the RL checkpoint, its curves and config
+# 4. ship the RL checkpoint, its curves and configs
 rm -rf models/tiny-organizer && mkdir -p models/tiny-organizer
 cp runs/tiny/rl/final/* models/tiny-organizer/
 cp runs/tiny/rl/curves.png models/tiny-organizer/rl_curves.png
-cp runs/tiny/sft/loss.png models/tiny-organizer/sft_stage1_loss.png
-cp runs/tiny/sft9/loss.png models/tiny-organizer/sft_stage2_loss.png
+cp runs/tiny/ablation/curves.png models/tiny-organizer/ablation_curves.png
+cp runs/tiny/sft/loss.png models/tiny-organizer/sft_loss.png
 cp configs/*countdown_tiny*.yaml models/tiny-organizer/
-
-# 5. the ablation table (SFT only vs SFT+RL, with vs without the concurrency reward)
-.venv/bin/python scripts/ablation.py --out runs/tiny/ablation

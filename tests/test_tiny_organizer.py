@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 
 MODEL = Path(__file__).resolve().parents[1] / "models" / "tiny-organizer"
 DEMO = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
-SAMPLES = 4  # the demo's held-out countdown problems, 4 seeds each: 100 episodes a mode, ~20 s on 2 cores
+PROBLEMS, SAMPLES = 30, 4  # the first 30 of the demo's 62 held-out problems, 4 seeds each: 120 episodes a mode
 
 
 def held_out_countdown():
@@ -26,10 +26,11 @@ def held_out_countdown():
 
     spec = next(t for t in load_eval_config(DEMO, []).tasks if t.name == "countdown")
     task = make_task("countdown", **spec.options)
-    return task, task.dataset("test", n=spec.n, seed=0)
-# Mean score measured on this set (2-core CPU, vLLM 0.32): sequential 0.060, parallel 0.095, AsyncThink 0.085,
-# AsyncThink format errors 7 %. The floors are about half of that: a regression guard, not a tuning target.
-FLOOR = {"sequential": 0.025, "parallel": 0.04, "asyncthink": 0.04}
+    return task, task.dataset("test", n=spec.n, seed=0)[:PROBLEMS]
+# Mean score measured by `make demo` on all 62 held-out problems x 7 seeds (2-core CPU, vLLM 0.32): sequential
+# 0.081, parallel 0.096, AsyncThink 0.203; format errors 4.8 / 9.7 / 6.9 %. The floors are about half of that on
+# this subset: a regression guard, not a tuning target.
+FLOOR = {"sequential": 0.035, "parallel": 0.045, "asyncthink": 0.10}
 MAX_FORMAT_ERRORS = 0.25
 
 

@@ -142,3 +142,45 @@ def plot_curves(metrics_path: str | Path, png: str | Path, title: str = "RL") ->
     fig.savefig(png, dpi=110)
     plt.close(fig)
     return Path(png)
+
+
+FIGURE6 = [("accuracy", "accuracy"), ("latency", "critical-path latency (tokens)"),
+           ("eta_over_capacity", "eta / capacity"), ("forks", "forks per episode")]
+"""The paper's Figure 6 panels: what RL changes, step by step."""
+
+
+def plot_runs(runs: dict[str, str | Path], png: str | Path, title: str = "RL", smooth: int = 5) -> Path | None:
+    """Several runs' curves overlaid, one panel per ``FIGURE6`` metric (moving mean over ``smooth`` steps,
+    raw values faint behind); runs without metrics are left out. Returns the PNG path, or None if none had any."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = {label: read_metrics(path) for label, path in runs.items() if Path(path).is_file()}
+    rows = {label: r for label, r in rows.items() if r}
+    if not rows:
+        return None
+    fig, axes = plt.subplots(1, len(FIGURE6), figsize=(4 * len(FIGURE6), 3.4))
+    for ax, (key, name) in zip(axes.flat, FIGURE6, strict=True):
+        for k, (label, run) in enumerate(rows.items()):
+            steps, values = [r["step"] for r in run], [r.get(key, float("nan")) for r in run]
+            ax.plot(steps, values, color=f"C{k}", alpha=0.25, linewidth=0.8)
+            ax.plot(steps, _moving_mean(values, smooth), color=f"C{k}", label=label, linewidth=1.6)
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel("RL step", fontsize=8)
+        ax.grid(alpha=0.3)
+    axes.flat[0].legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
+    return Path(png)
+
+
+def _moving_mean(values: list[float], window: int) -> list[float]:
+    out = []
+    for i in range(len(values)):
+        recent = [v for v in values[max(0, i + 1 - window): i + 1] if v == v]  # NaN != NaN: skip missing
+        out.append(sum(recent) / len(recent) if recent else float("nan"))
+    return out

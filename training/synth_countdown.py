@@ -3,11 +3,15 @@
 The organizer splits the search by its first step: with three numbers, a
 branch is a pair to combine first (``"24 from 3 5 | 7"``); with four or more,
 a branch is a first operation (``"24 from 3+5=8 | 7 9"``). A worker searches
-its branch exhaustively, one line per intermediate value listing the results
-with the remaining numbers in the fixed order ``+ - r- * / r/`` (``r-`` is
-``y-x``), a ``!`` after each result equal to the target, and returns the hits
-as expressions over the original numbers. Negative and fractional
-intermediates are skipped, so the search is written in whole numbers.
+its branch step by step: every whole, non-negative intermediate is written as
+an equation (``9-4=5``, the larger operand first for ``-`` and ``/``), then
+every last step with the remaining number (``5+3=8 5-3=2 5*3=15``), each
+checked against the target (``!`` marks a hit); it returns only the marked
+expressions, over the original numbers. Fractions and negatives are never
+written: they cannot be a whole target's last step, and the classes they
+reach midway are nearly all reached by a whole-number order too. Equations
+rather than bare results keep each operand beside the result a small model
+computes.
 
 Topologies vary on purpose (a single template makes the policy rigid): how
 many branches are forked at once, in what order they are joined, whether the
@@ -27,7 +31,7 @@ from asyncthink.envs import arith
 from asyncthink.envs.countdown import canonical_str
 from asyncthink.training.replay import Trace
 
-OPS = ("+", "-", "r-", "*", "/", "r/")  # r- and r/ put the right operand first
+OPS = ("+", "-", "*", "/")  # - and / take the larger operand first, so every value written is whole and >= 0
 
 
 @dataclass
@@ -44,11 +48,20 @@ class Branch:
 
 def _apply(op: str, x: arith.Expr, y: arith.Expr) -> arith.Expr | None:
     """``x op y`` as a tree, or ``None`` when undefined (division by zero)."""
-    left, right, sym = (y, x, op[1]) if op.startswith("r") else (x, y, op)
     try:
-        return arith.combine(sym, left, right)
+        return arith.combine(op, x, y)
     except (arith.ArithError, ZeroDivisionError):
         return None
+
+
+def _ordered(op: str, x: arith.Expr, y: arith.Expr) -> tuple[arith.Expr, arith.Expr]:
+    return (y, x) if op in "-/" and arith.value(x) < arith.value(y) else (x, y)
+
+
+def combine_whole(op: str, x: arith.Expr, y: arith.Expr) -> arith.Expr | None:
+    """``x op y`` (larger operand first for ``-`` and ``/``) if it is a whole number >= 0, else ``None``."""
+    e = _apply(op, *_ordered(op, x, y))
+    return e if e is not None and arith.value(e).denominator == 1 and arith.value(e) >= 0 else None
 
 
 def _text(v: Fraction) -> str:
@@ -59,17 +72,14 @@ def _expr(e: arith.Expr) -> str:
     return arith.to_str(e).replace(" ", "")
 
 
-def _whole(e: arith.Expr | None) -> bool:
-    return e is not None and arith.value(e).denominator == 1 and arith.value(e) >= 0
-
-
-def _step(op: str, x: arith.Expr, y: arith.Expr) -> str:
-    a, b = (y, x) if op.startswith("r") else (x, y)
-    return f"{_text(arith.value(a))}{op[-1]}{_text(arith.value(b))}"
+def equation(op: str, x: arith.Expr, y: arith.Expr, e: arith.Expr) -> str:
+    """``13*3=39``: the step written whole, so the operands sit beside the result the model computes."""
+    a, b = _ordered(op, x, y)
+    return f"{_text(arith.value(a))}{op}{_text(arith.value(b))}={_text(arith.value(e))}"
 
 
 def search_lines(items: list[arith.Expr], target: int) -> tuple[list[str], list[str]]:
-    """Exhaustive search over ``items`` (2 or more), as text lines and the hit expressions."""
+    """Search over ``items`` (2 or more), as text lines and the hit expressions."""
     if len(items) == 2:
         return _last_step(items[0], items[1], target)
     lines, hits = [], []
@@ -85,30 +95,28 @@ def pair_lines(a: arith.Expr, b: arith.Expr, rest: list[arith.Expr], target: int
     """The pair ``a, b`` combined first, every whole non-negative way, then the rest."""
     lines, hits = [], []
     for op in OPS:
-        if op.startswith("r") and arith.value(a) == arith.value(b):
-            continue  # y-x and y/x repeat x-y and x/y when the two are equal
-        e = _apply(op, a, b)
-        if not _whole(e):
+        e = combine_whole(op, a, b)
+        if e is None:
             continue
         sub_lines, sub_hits = search_lines([e, *rest], target)
-        head = f"{_step(op, a, b)}={_text(arith.value(e))}"
+        head = equation(op, a, b, e)
         lines += [f"{head}: {sub_lines[0]}"] if len(rest) == 1 else [head, *("  " + s for s in sub_lines)]
         hits += sub_hits
     return lines, hits
 
 
 def _last_step(x: arith.Expr, y: arith.Expr, target: int) -> tuple[list[str], list[str]]:
+    """Every whole result of the last two values, each checked against the target (``!`` marks a hit)."""
     results, hits = [], []
     for op in OPS:
-        e = _apply(op, x, y)
+        e = combine_whole(op, x, y)
         if e is None:
-            results.append("x")  # division by zero
-            continue
+            continue  # a fraction, or a division by zero: never a whole target
         hit = arith.value(e) == target
-        results.append(_text(arith.value(e)) + ("!" if hit else ""))
+        results.append(equation(op, x, y, e) + ("!" if hit else ""))
         if hit:
             hits.append(_expr(e))
-    return [" ".join(results)], hits
+    return [" ".join(results) or "none"], hits
 
 
 # ------------------------------------------------------------ branches
@@ -126,10 +134,10 @@ def branches(numbers: list[int], target: int) -> list[Branch]:
             out.append(Branch(f"{target} from {numbers[i]} {numbers[j]} | {rest_text}", lines, hits))
             continue
         for op in OPS:
-            e = _apply(op, leaves[i], leaves[j])
-            if _whole(e):
+            e = combine_whole(op, leaves[i], leaves[j])
+            if e is not None:
                 lines, hits = search_lines([e, *rest], target)
-                step = f"{_step(op, leaves[i], leaves[j])}={_text(arith.value(e))}"
+                step = equation(op, leaves[i], leaves[j], e)
                 out.append(Branch(f"{target} from {step} | {rest_text}", lines, hits))
     return out
 
