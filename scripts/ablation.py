@@ -60,7 +60,7 @@ COMPARISONS = [
 def train() -> None:
     for name, overrides in RL_RUNS.items():
         started = time.perf_counter()
-        cmd = [str(REPO / ".venv" / "bin" / "asyncthink"), "train", "rl", "--config", RL_CONFIG, *overrides]
+        cmd = [sys.executable, "-m", "asyncthink", "train", "rl", "--config", RL_CONFIG, *overrides]
         subprocess.run(cmd, cwd=REPO, check=True)
         print(f"RL run '{name}': {time.perf_counter() - started:.0f} s", flush=True)
 
