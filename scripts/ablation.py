@@ -6,15 +6,17 @@ Four checkpoints, each evaluated in AsyncThink mode on the held-out countdown pr
 - no cold start: GRPO straight from the random base model (no SFT);
 - SFT only;
 - SFT + RL with the accuracy reward only (lambda = 0);
-- SFT + RL with the accuracy + concurrency reward (the shipped model).
+- SFT + RL with the accuracy + concurrency reward (the shipped model);
+
+and the shipped model once more on training-split problems of the same ranges, to show how much it recalls.
 
 It prints and writes ``OUT/ablation.md`` (and ``.json``): one row per checkpoint with episode status counts, then
 paired differences over problems (``asyncthink.eval.compare``: a bootstrap of the mean per-problem difference)
 for each comparison the README states, and ``OUT/curves.png``: the RL runs' accuracy, latency, eta/capacity and
 forks per step, overlaid (the paper's Figure 6).
 
-    python scripts/ablation.py --train --out runs/tiny/ablation   # the three RL runs first (measured: 30 min)
-    python scripts/ablation.py --out runs/tiny/ablation           # evaluate what exists (measured: 5.5 min)
+    python scripts/ablation.py --train --out runs/tiny/ablation   # the three RL runs first (measured: 33 min)
+    python scripts/ablation.py --out runs/tiny/ablation           # evaluate what exists (measured: 7 min)
 """
 
 from __future__ import annotations
@@ -56,6 +58,10 @@ COMPARISONS = [
 ]
 """(a, b, metrics): each reported as b - a with its paired interval."""
 
+MEMORIZATION = ("SFT + RL, accuracy + concurrency, on training-split problems", "runs/tiny/rl/final")
+"""The shipped checkpoint on as many *training-split* problems of the demo's ranges (number sets SFT and RL could
+see): the gap to its held-out row measures recall against search."""
+
 
 def train() -> None:
     for name, overrides in RL_RUNS.items():
@@ -65,15 +71,16 @@ def train() -> None:
         print(f"RL run '{name}': {time.perf_counter() - started:.0f} s", flush=True)
 
 
-def evaluate(name: str, model: str, out: Path) -> tuple[dict, list]:
-    """The demo's held-out countdown in AsyncThink mode on one checkpoint: its summary row and its episodes."""
+def evaluate(name: str, model: str, out: Path, split: str = "test") -> tuple[dict, list]:
+    """The demo's countdown (held out unless ``split`` says otherwise) in AsyncThink mode on one checkpoint: its
+    summary row and its episodes."""
     from asyncthink.episode import read_jsonl
     from asyncthink.eval.config import load_eval_config
     from asyncthink.eval.harness import evaluate as run
 
     cfg = load_eval_config(REPO / "configs" / "demo.yaml", [f"engine.model={REPO / model}", "modes=[asyncthink]",
                                                            f"title={name}"])
-    cfg = replace(cfg, tasks=[t for t in cfg.tasks if t.name == "countdown"])
+    cfg = replace(cfg, tasks=[replace(t, split=split) for t in cfg.tasks if t.name == "countdown"])
     started = time.perf_counter()
     result = run(cfg, out, progress=True)["results"][0]
     result["wall_s"] = round(time.perf_counter() - started, 1)
@@ -144,6 +151,9 @@ def main() -> None:
         if (REPO / model).exists():
             rows[name], episodes[name] = evaluate(name, model, out / f"run{k}")
     comparisons = paired(episodes)
+    name, model = MEMORIZATION
+    if (REPO / model).exists():
+        rows[name], _ = evaluate(name, model, out / "train-split", split="train")
     png = curves(out)
     text = "\n".join([*table(rows), "", "Paired differences (b - a), bootstrap over problems:", "",
                       *comparison_table(comparisons), "", f"![RL curves]({png.name})" if png else ""])
