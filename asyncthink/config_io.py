@@ -73,7 +73,22 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
     target = _dataclass_in(hint)
     if target is not None and isinstance(value, dict):
         return from_dict(target, value, where + ".")
+    if isinstance(value, str) and _is_float(hint):
+        return _parse_float(value, where)
     return value
+
+
+def _is_float(hint: Any) -> bool:
+    union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+    return hint is float or (union and float in typing.get_args(hint))
+
+
+def _parse_float(text: str, where: str) -> float:
+    # YAML 1.1 reads "3e-5" (no dot) as a string; a float field takes it as the number it spells
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"{where}: expected a number, got {text!r}") from None
 
 
 def _dataclass_in(hint: Any) -> type | None:

@@ -26,6 +26,13 @@ def test_unknown_key_and_bad_value_are_clear_errors(tmp_path):
         load_config(RuntimeConfig, None, ["capacity"])
 
 
+def test_float_fields_take_exponents_without_a_dot_and_reject_words():
+    # YAML 1.1 reads "3e-5" as a string; the field is a float, so it is the number
+    assert load_config(RuntimeConfig, None, ["temperature=7e-1"]).temperature == 0.7
+    with pytest.raises(ValueError, match="temperature: expected a number, got 'hot'"):
+        load_config(RuntimeConfig, None, ["temperature=hot"])
+
+
 def test_saved_config_loads_back_equal(tmp_path):
     cfg = load_config(RuntimeConfig, None, ["mode=sequential", "prompts.style=compact"])
     again = load_config(RuntimeConfig, save_config(cfg, tmp_path / "resolved.yaml"))
