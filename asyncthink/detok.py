@@ -74,15 +74,16 @@ class IncrementalDetokenizer:
         self._own = getattr(tokenizer, "token_bytes", None)
         self._table = None if self._own else token_bytes_table(tokenizer)
         self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._split = False  # whether the decoder holds the first bytes of a character
         self.ids: list[int] = list(context_ids or [])[-_WINDOW:]
         self.prefix_offset = 0
         self.read_offset = len(self.ids)
 
     def push(self, token_id: int) -> str:
         if self._own is not None:
-            return self._utf8.decode(self._own(token_id))
+            return self._decode(self._own(token_id))
         if self._table is not None and token_id in self._table:
-            return self._utf8.decode(self._table[token_id])
+            return self._decode(self._table[token_id])
         return self._push_window(token_id)
 
     def push_plain(self, token_ids: list[int]) -> tuple[int, str]:
@@ -94,6 +95,9 @@ class IncrementalDetokenizer:
         """
         if not self.bulk:
             return 0, ""
+        if len(token_ids) == 1:  # one token a delta, the usual case while we keep up with the engine
+            raw = self._own(token_ids[0]) if self._own is not None else self._table_bytes(token_ids[0])
+            return (0, "") if raw is None or b"<" in raw else (1, self._decode(raw))
         if self._own is not None:
             pieces = list(map(self._own, token_ids))
         elif self._table is not None:
@@ -106,10 +110,21 @@ class IncrementalDetokenizer:
         raw = b"".join(pieces)
         cut = raw.find(b"<")
         if cut < 0:
-            return len(token_ids), self._utf8.decode(raw)
+            return len(token_ids), self._decode(raw)
         ends = list(accumulate(map(len, pieces)))
         n = bisect_right(ends, cut)  # tokens that end at or before the first "<"
-        return n, self._utf8.decode(raw[: ends[n - 1]]) if n else ""
+        return n, self._decode(raw[: ends[n - 1]]) if n else ""
+
+    def _decode(self, raw: bytes) -> str:
+        """``self._utf8.decode(raw)``, without its Python-level wrapper for ASCII while no character is split."""
+        if raw.isascii() and not self._split:
+            return raw.decode("ascii")
+        text = self._utf8.decode(raw)
+        self._split = bool(self._utf8.getstate()[0])
+        return text
+
+    def _table_bytes(self, token_id: int) -> bytes | None:
+        return None if self._table is None else self._table.get(token_id)
 
     def _push_window(self, token_id: int) -> str:
         self.ids.append(token_id)

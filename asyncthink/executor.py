@@ -188,7 +188,7 @@ class _Episode:
         self.failure: RowFormatError | None = None
         self.crash: Exception | None = None  # an engine failure (or a bug): status "error"
         self.answers: dict[str, str] = {}
-        self.last_token_s = 0.0  # when the engine last sent tokens: tells a stalled engine from a long episode
+        self.last_token_at = self.t0  # when the engine last sent tokens: tells a stalled engine from a long episode
 
     def now(self) -> float:
         return time.perf_counter() - self.t0
@@ -234,7 +234,7 @@ class _Episode:
     def _on_wall_time(self) -> None:
         """Out of wall time: a budget breach if tokens kept coming, an engine timeout if the engine went quiet."""
         wall = self.cfg.wall_time_s or 0.0
-        silent = self.now() - self.last_token_s
+        silent = time.perf_counter() - self.last_token_at
         if silent >= ENGINE_STALL_FRACTION * wall:
             self._fail_crash(EngineError(EngineErrorKind.TIMEOUT, f"no tokens from the engine for {silent:.1f}s "
                                                                   f"of the {wall:g}s wall time"))
@@ -394,15 +394,22 @@ class _Episode:
         row = st.row
         if not ids:
             return None
-        self.last_token_s = self.now()
+        self.last_token_at = time.perf_counter()
         if logprobs is None or len(logprobs) != len(ids):
             # a made-up logprob would be trained on as if the engine had sampled with it: fail the episode
             raise EngineError(EngineErrorKind.SERVER, f"the engine returned {len(ids)} tokens with "
                               f"{'no' if logprobs is None else len(logprobs)} logprobs (row {row.row_id})")
         at = 0
+        if st.parser.at_rest:
+            at, text = st.detok.push_plain(ids)
+            if at == len(ids):  # the usual delta: plain text, taken as it came
+                self._take_plain(st, ids, logprobs, text)
+                return None
+            if at:
+                self._take_plain(st, ids[:at], logprobs[:at], text)
         while at < len(ids):
             if st.parser.at_rest:
-                n, text = st.detok.push_plain(ids[at:] if at else ids)
+                n, text = st.detok.push_plain(ids[at:])
                 if n:
                     self._take_plain(st, ids[at : at + n], logprobs[at : at + n], text)
                     at += n
@@ -414,11 +421,20 @@ class _Episode:
         return None
 
     def _take_plain(self, st: _RowState, ids: list[int], logprobs: list[float], text: str) -> None:
+        """Most tokens pass here, one delta per stream per engine step: ``_text`` is inlined for that."""
         row = st.row
         row.completion_ids += ids
-        row.completion_mask.extend(repeat(1, len(ids)))
-        row.logprobs.extend(map(float, logprobs))
-        self._text(st, text, len(row.completion_ids))
+        if len(ids) == 1:
+            row.completion_mask.append(1)
+            row.logprobs.append(float(logprobs[0]))
+        else:
+            row.completion_mask.extend(repeat(1, len(ids)))
+            row.logprobs.extend(map(float, logprobs))
+        if self.on_event is not None and text:
+            self.on_event(TextDelta(row.row_id, text))
+        st.chars += len(text)
+        st.offsets.append(st.chars)
+        st.offset_tokens.append(len(row.completion_ids))
         st.parser.feed(text)  # no '<' and nothing half-read: only bodies grow, no event can come
 
     def _consume_token(self, st: _RowState, tok: int, logprob: float) -> tuple[int, int] | None:
@@ -527,11 +543,9 @@ class _Episode:
             raise asyncio.CancelledError
         row.events.append(RowEvent(EventKind.JOIN, index, position, worker.row.row_id, t, self.now() - t))
         appended = self.ex.tags.appended_ids(returned, index)
-        prompt = row.prompt_ids + row.completion_ids
-        row.completion_ids += appended
+        row.completion_ids += appended  # the next request's prompt is the last one's + generated + appended
         row.completion_mask += [0] * len(appended)
         row.logprobs += [0.0] * len(appended)
-        assert row.prompt_ids + row.completion_ids == prompt + appended  # the resume prompt identity
         text = self.tokenizer.decode(appended, skip_special_tokens=False)
         if self.on_event is not None:
             self._emit_join(row, worker.row, index, returned, text)

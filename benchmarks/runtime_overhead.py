@@ -14,21 +14,34 @@ of an episode is ``latency x d``. Two tables:
    deltas to a consumer that only counts them. Each size runs twice: deltas
    pushed to the rows from the engine's clock loop (``Engine.stream_to``, as
    vLLM's output loop does for the executor) and pulled by one task per stream
-   (``generate``; ``--no-pulled`` skips it).
+   (``generate``; ``--no-pulled`` skips it). Then each size with forks split
+   over ``--processes`` child processes (``asyncthink.shards``), each with its
+   own clocked engine for its share.
 2. The runtime's CPU per token and per fork (with its join and worker row) on
    each path (token-id tags, tags as text, every delta token by token), on an
    engine with no clock and a fixed number of tokens per delta, best of a few
    runs, so the figures do not move with the load.
+3. The executor's consumer of one delta of plain text, timed alone (one and
+   eight tokens a delta): the steadiest per-token figure.
 
 Every episode must end ``ok`` (the status counts are printed).
 
+The engine runs on its own clock, like an engine in another process. Its
+clock starts at the first request, and a request joins at the step the
+wall-clock has reached, even while this process is busy. To find a
+request's script it decodes only the prompt's tail, so taking a request costs
+it about what handing a request to a real engine costs its client.
+
     python benchmarks/runtime_overhead.py [--d-ms 20] [--sizes 1 64 1024 4096] [--per-delta 1 8] [--no-pulled]
+                                          [--processes 2]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
+import resource
 import statistics
 import sys
 import time
@@ -44,9 +57,14 @@ from asyncthink.batch import make_items, run_batch  # noqa: E402
 from asyncthink.detok import IncrementalDetokenizer  # noqa: E402
 from asyncthink.engines.base import clamp_to_context  # noqa: E402
 from asyncthink.engines.types import Delta, Final, FinishReason, GenerateRequest  # noqa: E402
-from asyncthink.executor import EpisodeExecutor  # noqa: E402
+from asyncthink.executor import EpisodeExecutor, _Episode, _RowState  # noqa: E402
+from asyncthink.gc_tuning import serving_gc  # noqa: E402
+from asyncthink.protocol import ProtocolParser  # noqa: E402
 from asyncthink.runtime_config import RuntimeConfig  # noqa: E402
+from asyncthink.shards import ShardSpec, run_sharded  # noqa: E402
 from tests.fakes import CharTokenizer, ScriptedEngine  # noqa: E402
+
+TAIL_TOKENS = 400  # enough for a row's user message and all it generated, in these scripts
 
 
 class _Stream:
@@ -88,23 +106,29 @@ class ClockEngine(ScriptedEngine):
 
     def __init__(self, scripts: dict[str, str], d: float, plans: dict[str, list[tuple[int, int]]] | None = None,
                  text_tags: bool = False, per_delta: int | None = None, push: bool = True) -> None:
-        super().__init__(scripts)
+        super().__init__(scripts, max_model_len=1 << 30)  # no clamping: the budgets are the runtime's
         self.per_delta, self.push = per_delta, push
         self.tokenizer = CharTokenizer(text_tags=text_tags)
         self.d, self.plans = d, plans
         self.streams: set[_Stream] = set()
         self.reads: dict[str, list[tuple[int, int]]] = {}
         self._clock: asyncio.Task | None = None
+        self.epoch: float | None = None  # when the first request came: tick 0 of the engine's clock
         self.tick = 0
         self.tokens = self.deltas = 0
 
     async def _run_clock(self) -> None:
         loop = asyncio.get_running_loop()
-        start = loop.time()
         while True:
-            await asyncio.sleep(max(0.0, start + (self.tick + 1) * self.d - loop.time()))
-            self.tick = max(self.tick + 1, int((loop.time() - start) / self.d))  # ticks missed while we were busy
+            await asyncio.sleep(max(0.0, self.epoch + (self.tick + 1) * self.d - loop.time()))
+            self.tick = max(self.tick + 1, self._wall_tick())  # ticks missed while we were busy
             self._advance()
+
+    def _wall_tick(self) -> int:
+        """The engine's step now: it runs on its own, like an engine in another process, even while the event
+        loop is busy, so a request is admitted at the step the wall-clock has reached, not at the last step
+        this process saw."""
+        return int((asyncio.get_running_loop().time() - self.epoch) / self.d)
 
     def _advance(self) -> None:
         """One engine step: every stream's new tokens, pushed to its consumer or flagged for its reader."""
@@ -146,7 +170,9 @@ class ClockEngine(ScriptedEngine):
 
     def _completion(self, request: GenerateRequest) -> tuple[list[int], Final]:
         """The scripted ids this request produces (up to its stops and max_tokens), and its final info."""
-        self.requests.append(request)
+        # kept for the baseline's replay with the prompt as a tuple: ints only, so the garbage collector
+        # stops scanning it (the engine's own memory is not the runtime's collection work)
+        self.requests.append(GenerateRequest(tuple(request.prompt_ids), request.sampling, request.request_id))
         sp = clamp_to_context(request, self.max_model_len)
         text = self._segment(request)
         cut = min((text.find(s) + len(s) for s in sp.stop if s in text), default=None)  # stop strings, if any
@@ -156,6 +182,17 @@ class ClockEngine(ScriptedEngine):
         reason = FinishReason.STOP if end is not None else FinishReason.LENGTH
         ids = ids[: end or sp.max_tokens]
         return ids, Final(reason, ids[-1], 0, len(request.prompt_ids), len(ids))
+
+    def _segment(self, request: GenerateRequest) -> str:
+        """``ScriptedEngine._segment`` on the prompt's tail when it holds the row's user message and all the row
+        generated: decoding whole prompts would make taking a request cost the engine more than handing a
+        request to a real engine costs its client."""
+        tail = request.prompt_ids[-TAIL_TOKENS:]
+        if len(tail) < len(request.prompt_ids):
+            head = self.tokenizer.decode(tail).rpartition("Assistant:")[0]
+            if "User: " in head:
+                return super()._segment(GenerateRequest(tail, request.sampling, request.request_id))
+        return super()._segment(request)
 
     async def generate(self, request: GenerateRequest) -> AsyncIterator[Delta]:
         ids, final = self._completion(request)
@@ -168,7 +205,7 @@ class ClockEngine(ScriptedEngine):
         ids, final = self._completion(request)
         self._start_clock()
         plan = list(self.plans[request.request_id]) if self.plans is not None else None
-        s = _Stream(ids, self.tick, plan, _Push(on_delta, final))
+        s = _Stream(ids, self._admit_tick(), plan, _Push(on_delta, final))
         self.streams.add(s)
         self.reads[request.request_id] = s.reads
         try:
@@ -178,13 +215,17 @@ class ClockEngine(ScriptedEngine):
 
     def _start_clock(self) -> None:
         if self._clock is None or self._clock.done():
+            self.epoch = self.epoch if self.epoch is not None else asyncio.get_running_loop().time()
             self._clock = asyncio.get_running_loop().create_task(self._run_clock())
+
+    def _admit_tick(self) -> int:
+        return self._wall_tick() if self.plans is None else self.tick  # a replay admits where the plan says
 
     async def stream_ids(self, ids: list[int], request_id: str) -> AsyncIterator[tuple[list[int], bool]]:
         """The clocked stream of ``ids``: (chunk, is_last) pairs; what the engine itself costs."""
         self._start_clock()
         plan = list(self.plans[request_id]) if self.plans is not None else None
-        s, sent = _Stream(ids, self.tick, plan), 0
+        s, sent = _Stream(ids, self._admit_tick(), plan), 0
         self.streams.add(s)
         self.reads[request_id] = s.reads
         try:
@@ -215,6 +256,9 @@ class InstantEngine(ClockEngine):
 
     def _due(self, s: _Stream, ticks: int) -> int:
         return min(len(s.ids), ticks * (self.per_delta or 1))
+
+    def _admit_tick(self) -> int:
+        return self.tick
 
     async def _run_clock(self) -> None:
         while self.streams:
@@ -288,15 +332,40 @@ async def measure(size: int, d: float, forks: int, worker_len: int, org_len: int
             "runtime_us_per_token": 1e6 * (cpu - engine_cpu) / engine.tokens, "cpu_s": cpu, "engine_cpu_s": engine_cpu}
 
 
+async def measure_sharded(size: int, d: float, forks: int, worker_len: int, org_len: int,
+                          processes: int) -> dict[str, Any]:
+    """``size`` episodes at once split over ``processes`` children (``asyncthink.shards``), each with its own
+    clocked engine for its share: the engine is another process either way, and the runtime gets a core per
+    child. The children's CPU (all of it, engine included) comes from the kernel's account of them."""
+    scripts: dict[str, str] = {}
+    for n in range(size):
+        scripts.update(dag_scripts(n, forks, worker_len, org_len))
+    cfg = RuntimeConfig(capacity=max(2, forks + 1), max_organizer_tokens=100_000, max_worker_tokens=100_000,
+                        max_forks=64)
+    items = make_items([{"id": f"p{n}", "question": f"q{n}"} for n in range(size)])
+    spec = ShardSpec(functools.partial(ClockEngine, scripts, d), cfg, max_in_flight=size)
+    cpu0, t0 = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
+    episodes = await run_sharded(spec, items, processes)
+    total, cpu1 = time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_CHILDREN)
+    statuses = Counter(str(e.status) for e in episodes)
+    assert statuses == {"ok": size}, statuses
+    ratios = [e.wall_s / (e.metrics["latency"] * d) for e in episodes]
+    return {"size": size, "forks": forks, "latency": episodes[0].metrics["latency"], "statuses": dict(statuses),
+            "ratio_mean": statistics.mean(ratios), "ratio_max": max(ratios), "batch_wall_s": total,
+            "episode_wall_s": statistics.mean(e.wall_s for e in episodes),
+            "children_cpu_s": (cpu1.ru_utime + cpu1.ru_stime) - (cpu0.ru_utime + cpu0.ru_stime)}
+
+
 async def plain_requests_cpu(scripts: dict[str, str], d: float, requests: list[GenerateRequest],
                              plans: dict[str, list[tuple[int, int]]], path: RuntimePath) -> float:
     """CPU seconds of the same engine serving the same requests, all at once, in the same deltas, to a consumer
     that only drains them: everything the engine costs (prompt lookup, deltas, the clock, and for pulled
     streams a task per stream), so the rest is the runtime's."""
     engine = ClockEngine(scripts, d, plans, text_tags=path.text_tags, push=path.push)
-    cpu0 = time.process_time()
-    await asyncio.gather(*(engine.stream_to(r, _drain) for r in requests))
-    cpu = time.process_time() - cpu0
+    with serving_gc():  # as run_batch does for the episodes
+        cpu0 = time.process_time()
+        await asyncio.gather(*(engine.stream_to(r, _drain) for r in requests))
+        cpu = time.process_time() - cpu0
     await engine.close()
     return cpu
 
@@ -305,6 +374,27 @@ async def main(args: argparse.Namespace) -> None:
     for d_ms in args.d_ms:
         await wall_grid(args, d_ms / 1000)
     await cpu_costs(args)
+    delta_costs()
+
+
+def delta_costs(deltas: int = 100_000, repeats: int = 5) -> None:
+    """What one delta of plain text costs the executor, timed alone: the consumer an engine's output loop calls
+    (``Engine.stream_to``), on one organizer row, best of ``repeats``. No engine, no event loop, no clock: the
+    figure does not move with the load, unlike the differences of whole runs above."""
+    print(f"\nthe executor's consumer alone, plain text deltas, best of {repeats}")
+    engine = ClockEngine({}, 0.02)
+    episode = _Episode(EpisodeExecutor(engine, RuntimeConfig()), {"question": "q"}, 0, "e")
+    row, parser_cfg = episode._top_rows()[0]
+    for n in (1, 8):
+        ids, logprobs, best = engine.tokenizer.encode("w" * n), [-0.1] * n, float("inf")
+        for _ in range(repeats):
+            row.completion_ids, row.completion_mask, row.logprobs = [], [], []
+            st = _RowState(row, ProtocolParser(parser_cfg), episode._detok(row), 1 << 40, True, ((), ()))
+            t0 = time.perf_counter()
+            for _ in range(deltas // n):
+                episode._consume(st, ids, logprobs)
+            best = min(best, time.perf_counter() - t0)
+        print(f"  {n} token{'s' if n > 1 else ''} a delta: {1e6 * best / (deltas // n * n):.2f} us per token")
 
 
 async def wall_grid(args: argparse.Namespace, d: float) -> None:
@@ -322,6 +412,13 @@ async def wall_grid(args: argparse.Namespace, d: float) -> None:
                 print(f"{delivery:>8} {size:>8} {forks:>5} {r['latency']:>7.0f} {r['ratio_mean']:>15.4f} "
                       f"{r['ratio_max']:>6.3f} {r['batch_wall_s']:>12.2f} {r['runtime_us_per_token']:>16.1f} "
                       f"{r['tokens_per_delta']:>12.2f} {r['statuses']!s:>14}")
+    for processes in args.processes:
+        for size in args.sizes:
+            r = await measure_sharded(size, d, args.forks, args.worker_len, args.org_len, processes)
+            cpu = f"CPU {r['children_cpu_s']:.1f} s"  # all the children's CPU: no engine baseline to subtract
+            print(f"{f'push/{processes}p':>8} {size:>8} {args.forks:>5} {r['latency']:>7.0f} "
+                  f"{r['ratio_mean']:>15.4f} {r['ratio_max']:>6.3f} {r['batch_wall_s']:>12.2f} {cpu:>16} "
+                  f"{'':>12} {r['statuses']!s:>14}")
     for (delivery, size, forks), r in rows.items():
         if forks:
             extra = r["episode_wall_s"] - r["latency"] * d
@@ -335,7 +432,7 @@ async def cpu_costs(args: argparse.Namespace) -> None:
 
     On ``InstantEngine``: fixed tokens per delta and no clock, so the cost per token does not depend on how
     loaded the process was; each figure is the best of ``--repeats`` runs less the best of as many runs of
-    the engine alone on the same requests. Per token: episodes with no forks and 1x or 4x the organizer's
+    the engine alone on the same requests. Per token: episodes with no forks and 1x or 8x the organizer's
     tokens; per fork: the same episodes with ``--cpu-forks`` forks of 2-token workers, less their tokens' cost.
     """
     size, forks, org = args.cpu_size, args.cpu_forks, args.org_len + args.worker_len
@@ -345,7 +442,7 @@ async def cpu_costs(args: argparse.Namespace) -> None:
     for per_delta in args.per_delta:
         for path in PATHS:
             runs = [await cpu_run(size, f, worker, k * org, path, per_delta, args.repeats)
-                    for f, worker, k in ((0, 0, 1), (0, 0, 4), (forks, 2, 1))]
+                    for f, worker, k in ((0, 0, 1), (0, 0, 8), (forks, 2, 1))]
             (a, ta, _), (b, tb, _), (c, tc, _) = runs
             per_token = (b - a) / (tb - ta)
             per_fork = (c - a - per_token * (tc - ta)) / (size * forks)
@@ -383,9 +480,10 @@ async def cpu_run(size: int, forks: int, worker_len: int, org_len: int, path: Ru
 async def plain_requests_cpu_instant(scripts: dict[str, str], requests: list[GenerateRequest], path: RuntimePath,
                                      per_delta: int) -> float:
     engine = InstantEngine(scripts, 0.0, text_tags=path.text_tags, per_delta=per_delta, push=path.push)
-    cpu0 = time.process_time()
-    await asyncio.gather(*(engine.stream_to(r, _drain) for r in requests))
-    cpu = time.process_time() - cpu0
+    with serving_gc():
+        cpu0 = time.process_time()
+        await asyncio.gather(*(engine.stream_to(r, _drain) for r in requests))
+        cpu = time.process_time() - cpu0
     await engine.close()
     return cpu
 
@@ -401,12 +499,14 @@ if __name__ == "__main__":
     parser.add_argument("--cpu-size", type=int, default=256, help="Episodes in the runs that split the CPU cost.")
     parser.add_argument("--cpu-forks", type=int, default=8, help="Forks per episode in those runs.")
     parser.add_argument("--per-delta", type=int, nargs="+", default=[1, 8], help="Tokens per delta in those runs.")
-    parser.add_argument("--repeats", type=int, default=3, help="Runs per figure in those runs (the best counts).")
+    parser.add_argument("--repeats", type=int, default=5, help="Runs per figure in those runs (the best counts).")
     parser.add_argument("--forks", type=int, default=3)
     parser.add_argument("--worker-len", type=int, default=60)
     parser.add_argument("--org-len", type=int, default=40)
     parser.add_argument("--pulled", action=argparse.BooleanOptionalAction, default=True,
                         help="Also run the wall-clock grid with one task per stream pulling its deltas.")
+    parser.add_argument("--processes", type=int, nargs="*", default=[2],
+                        help="Also run each size with forks split over this many processes (asyncthink.shards).")
     parser.add_argument("--uvloop", action="store_true", help="Run on uvloop instead of asyncio's default loop.")
     args = parser.parse_args()
     if args.uvloop:

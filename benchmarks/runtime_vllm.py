@@ -16,7 +16,7 @@ Three measurements, on one engine:
 
 Every figure comes with its episodes' status counts.
 
-    python benchmarks/runtime_vllm.py [--episodes 256] [--single 24]
+    python benchmarks/runtime_vllm.py [--episodes 256] [--single 24] [--block-size 32]
 """
 
 from __future__ import annotations
@@ -218,8 +218,9 @@ async def main(args: argparse.Namespace) -> None:
     spec = cfg.tasks[0]
     task = make_task(spec.name, **spec.options)
     problems = task.dataset(spec.split, spec.n)
+    extra = {"block_size": args.block_size} if args.block_size else {}
     engine = await build_engine(EngineConfig(kind="vllm", model=str(shipped_model()), dtype="float32",
-                                             max_model_len=2048, kv_cache_gib=2))
+                                             max_model_len=2048, kv_cache_gib=2, extra=extra))
     try:
         await warm_up(engine)
         budget = cfg.task_budgets(spec)[0]
@@ -279,4 +280,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--episodes", type=int, default=256)
     parser.add_argument("--single", type=int, default=24, help="Problems run one episode at a time.")
+    parser.add_argument("--block-size", type=int, default=None,
+                        help="vLLM's KV block size (CPU default 128): a resume recomputes its context's last, "
+                             "partial block, so smaller blocks recompute less.")
     asyncio.run(main(parser.parse_args()))

@@ -16,6 +16,7 @@ task that waits for them.
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
@@ -59,15 +60,28 @@ class CharTokenizer:
         self._text = _Lazy(lambda i: self.by_id[i] if i in self.by_id else chr(i - 1000))
         self._bytes = _Lazy(lambda i: self._text[i].encode("utf-8"))
         self.token_bytes = self._bytes.__getitem__  # C-level lookups, like a byte-level tokenizer's table
+        self._id = _Lazy(lambda c: 1000 + ord(c)).__getitem__
+        self._paragraph = functools.lru_cache(maxsize=4096)(self._encode_paragraph)
         self._pattern = re.compile("|".join(re.escape(t) for t in sorted(self.specials, key=len, reverse=True)))
 
     def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
+        """Paragraph by paragraph, each cached: one token per character makes any split exact, and prompts share
+        their long system text, as a fast tokenizer's piece cache would (``asyncthink.piece_encoder``)."""
+        *paragraphs, last = text.split("\n\n")
+        ids: list[int] = []
+        for paragraph in paragraphs:
+            ids += self._paragraph(paragraph + "\n\n")
+        ids += self._paragraph(last)
+        return ids
+
+    def _encode_paragraph(self, text: str) -> tuple[int, ...]:
         ids, pos = [], 0
         for m in self._pattern.finditer(text):
-            ids += [1000 + ord(c) for c in text[pos : m.start()]]
+            ids += map(self._id, text[pos : m.start()])
             ids.append(self.special_ids[m.group()])
             pos = m.end()
-        return ids + [1000 + ord(c) for c in text[pos:]]
+        ids += map(self._id, text[pos:])
+        return tuple(ids)
 
     def decode(self, ids, skip_special_tokens: bool = False) -> str:
         return "".join(map(self._text.__getitem__, ids))

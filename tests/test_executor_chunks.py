@@ -99,3 +99,28 @@ def test_push_plain_takes_the_run_before_the_first_angle_bracket():
                 assert "<" in piece or not piece  # only a token holding "<" (or a partial character) stops a run
             got, at = got + piece, at + n
         assert got == "".join(one.push(t) for t in ids) == tokenizer.decode(ids, skip_special_tokens=False)
+
+
+def test_push_plain_one_token_at_a_time_keeps_split_characters():
+    """One token a delta takes a shortcut for ASCII; a character whose bytes span tokens must still come out
+    whole, once, with the text around it, and a lead byte that no character follows (bad UTF-8 a model can
+    sample) must come out as the tokenizer's own decode has it."""
+    from transformers import AutoTokenizer
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    from asyncthink.models import shipped_model
+
+    tokenizer = AutoTokenizer.from_pretrained(shipped_model("tiny-math-organizer"))
+    text = "a é€😀 b 3€x <FORK-1>€</FORK-1> 😀"
+    ids = tokenizer.encode(text, add_special_tokens=False)
+    pieces = [tokenizer.convert_ids_to_tokens(t) for t in ids]
+    assert any(len(tokenizer.decode([t])) == 1 and "\ufffd" in tokenizer.decode([t]) for t in ids), pieces
+    lead_byte = tokenizer.convert_tokens_to_ids(bytes_to_unicode()[0xE2])  # starts "€", not finished: bad UTF-8
+    broken = [lead_byte, *tokenizer.encode("ab", add_special_tokens=False)]
+    for stream, want in ((ids, text), (broken, tokenizer.decode(broken))):
+        detok, got = IncrementalDetokenizer(tokenizer), ""
+        for t in stream:
+            n, piece = detok.push_plain([t])
+            got += piece if n else detok.push(t)
+        assert got == want
+    assert tokenizer.decode(broken) == "\ufffdab"

@@ -66,6 +66,8 @@ class SamplingParams:
     """Return the logprob of each sampled token under the distribution it was sampled from."""
 
     def __post_init__(self) -> None:
+        if self.max_tokens >= 1 and self.temperature >= 0 and 0 < self.top_p <= 1 and self.top_k >= 0:
+            return  # every request builds one: the messages are formatted only when a check fails
         require(
             (self.max_tokens >= 1, f"max_tokens must be >= 1, got {self.max_tokens}"),
             (self.temperature >= 0, f"temperature must be >= 0, got {self.temperature}"),

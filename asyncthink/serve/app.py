@@ -15,6 +15,7 @@ closes the engine if the app owns it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections import OrderedDict
@@ -26,6 +27,7 @@ from asyncthink.engines.base import Engine
 from asyncthink.engines.types import EngineErrorKind
 from asyncthink.episode import Episode, EpisodeStatus
 from asyncthink.executor import OFF_LOOP_CHARS, EpisodeExecutor, TextDelta
+from asyncthink.gc_tuning import serving_gc
 from asyncthink.prompts import organizer_messages, render, sequential_messages
 from asyncthink.serve.admission import Admission
 from asyncthink.serve.config import ServeConfig
@@ -59,6 +61,7 @@ class Server:
         self._executors: OrderedDict[str, EpisodeExecutor] = OrderedDict()
         self.connections = ConnectionGuard(config.limits)
         self._ready: tuple[float, asyncio.Task[bool]] | None = None  # (when asked, the shared engine check)
+        self._gc = contextlib.ExitStack()
 
     # ------------------------------------------------------------ routes
 
@@ -200,11 +203,13 @@ class Server:
 
     async def on_startup(self, app: web.Application) -> None:
         self.connections.start()
+        self._gc.enter_context(serving_gc())  # the start-up heap frozen; full collections rarer while serving
 
     async def on_shutdown(self, app: web.Application) -> None:
         await self.admission.drain(self.config.shutdown_grace_s)
 
     async def on_cleanup(self, app: web.Application) -> None:
+        self._gc.close()
         await self.connections.stop()
         if self.owns_engine:
             await self.engine.close()
