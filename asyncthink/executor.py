@@ -400,20 +400,16 @@ class _Episode:
             raise EngineError(EngineErrorKind.SERVER, f"the engine returned {len(ids)} tokens with "
                               f"{'no' if logprobs is None else len(logprobs)} logprobs (row {row.row_id})")
         at = 0
-        if st.parser.at_rest:
-            at, text = st.detok.push_plain(ids)
-            if at == len(ids):  # the usual delta: plain text, taken as it came
-                self._take_plain(st, ids, logprobs, text)
-                return None
-            if at:
-                self._take_plain(st, ids[:at], logprobs[:at], text)
         while at < len(ids):
             if st.parser.at_rest:
-                n, text = st.detok.push_plain(ids[at:])
+                rest = ids[at:] if at else ids
+                n, text = st.detok.push_plain(rest)
+                if n == len(rest):  # the usual delta: plain text to its end, taken as it came
+                    self._take_plain(st, rest, logprobs[at:] if at else logprobs, text)
+                    return None
                 if n:
                     self._take_plain(st, ids[at : at + n], logprobs[at : at + n], text)
-                    at += n
-                    continue
+                    at += n  # the next token holds a '<' (or is unknown to the byte table): one by one
             join = self._consume_token(st, ids[at], logprobs[at])
             at += 1
             if join is not None:

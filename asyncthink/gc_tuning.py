@@ -19,9 +19,11 @@ the last. A batch whose records pile up keeps growing, so it pays for several.
 
 Young collections are untouched, and they still reclaim cycles that die
 young. Whatever the batch leaves behind is collected later, as usual. On exit
-the thresholds and the frozen heap are given back; a heap someone else froze
-(vLLM does, when it runs in this process) stays frozen. Nested and concurrent
-batches share one setting: the last to leave restores it.
+the thresholds and the frozen heap are given back. Anything changed by
+someone else stays as they left it: a heap frozen before the block (vLLM
+freezes its own, when it runs in this process) or more of it frozen inside
+(judged by the frozen count having grown), and thresholds set inside. Nested
+and concurrent batches share one setting: the last to leave restores it.
 
 Measured in ``benchmarks/runtime_overhead.py`` (1,024 episodes with 3 forks
 each, on the 2-core development machine): seven full passes, 0.8 s in all,
@@ -37,27 +39,48 @@ from contextlib import contextmanager
 FULL_EVERY = 100  # middle-generation passes per full pass while a batch runs (CPython's default is 10)
 
 _holders = 0
-_saved: tuple[int, int, int] | None = None
-_we_froze = False
+_saved: tuple[int, int, int] | None = None  # the thresholds before the first holder came
+_ours: tuple[int, int, int] | None = None  # the thresholds we set
+_frozen_by_us: int | None = None  # objects our freeze moved, or None if we did not freeze
 
 
 @contextmanager
-def serving_gc(full_every: int = FULL_EVERY) -> Iterator[None]:
-    """Rarer full collections and a frozen start-up heap for the duration of the block."""
-    global _holders, _saved, _we_froze
+def serving_gc(full_every: int = FULL_EVERY, collect_first: bool = False) -> Iterator[None]:
+    """Rarer full collections and a frozen start-up heap for the duration of the block.
+
+    ``collect_first`` collects before freezing, so no start-up garbage is frozen: worth its one full pass
+    for a server that holds the setting for its whole life, not for a batch that gives it back soon.
+    """
+    global _holders
     if _holders == 0:
-        _saved = gc.get_threshold()
-        # someone who froze the heap already (vLLM in this process) keeps it frozen: unfreezing is theirs
-        _we_froze = gc.get_freeze_count() == 0
-        if _we_froze:
-            gc.freeze()  # no collection first: garbage frozen here is unfrozen, and collected, on exit
-        gc.set_threshold(_saved[0], _saved[1], max(_saved[2], full_every))
+        _take(full_every, collect_first)
     _holders += 1
     try:
         yield
     finally:
         _holders -= 1
-        if _holders == 0 and _saved is not None:
-            gc.set_threshold(*_saved)
-            if _we_froze:
-                gc.unfreeze()
+        if _holders == 0:
+            _give_back()
+
+
+def _take(full_every: int, collect_first: bool) -> None:
+    global _saved, _ours, _frozen_by_us
+    _saved = gc.get_threshold()
+    _frozen_by_us = None
+    # someone who froze the heap already (vLLM in this process) keeps it frozen: unfreezing is theirs
+    if gc.get_freeze_count() == 0:
+        if collect_first:
+            gc.collect()
+        gc.freeze()  # without a collection first, garbage frozen here is unfrozen, and collected, on exit
+        _frozen_by_us = gc.get_freeze_count()
+    _ours = (_saved[0], _saved[1], max(_saved[2], full_every))
+    gc.set_threshold(*_ours)
+
+
+def _give_back() -> None:
+    """Thresholds back unless someone changed them meanwhile; our freeze undone unless someone froze more
+    (their heap would be unfrozen with ours)."""
+    if _saved is not None and gc.get_threshold() == _ours:
+        gc.set_threshold(*_saved)
+    if _frozen_by_us is not None and gc.get_freeze_count() <= _frozen_by_us:
+        gc.unfreeze()

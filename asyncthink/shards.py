@@ -13,7 +13,7 @@ Each record comes back to the caller's process when its episode ends
 file). At the end the records are returned in item order. A child that fails
 (its engine would not start, or it died) raises ``ShardError`` with the
 child's own message. Cancelling the call terminates the children and waits
-for them to exit.
+for them to exit; if this process is killed, the engine watchdog kills them.
 """
 
 from __future__ import annotations
@@ -21,19 +21,21 @@ from __future__ import annotations
 import asyncio
 import inspect
 import multiprocessing as mp
-import queue as queue_module
+import multiprocessing.connection as mp_connection
+import pickle
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from asyncthink.batch import BatchItem, run_batch
 from asyncthink.engines.base import Engine
+from asyncthink.engines.lifetime import ensure_watchdog
 from asyncthink.episode import Episode
 from asyncthink.executor import EpisodeExecutor
 from asyncthink.runtime_config import RuntimeConfig
 from asyncthink.task import Task
 
-POLL_S = 0.5  # how often the reader checks that every child is still alive while no record comes
+POLL_S = 0.5  # the longest a reader thread waits, so a cancelled batch is not held up by it
 EXIT_WAIT_S = 10.0  # how long a finished or terminated child gets to exit before it is killed
 
 
@@ -61,88 +63,120 @@ async def run_sharded(spec: ShardSpec, items: list[BatchItem], processes: int,
     """Run every item over ``processes`` children; records come back in item order."""
     if processes < 1:
         raise ValueError(f"processes must be >= 1, got {processes}")
-    ctx = mp.get_context("spawn")  # a fork would copy the parent's event loop, threads and engine
-    records: Any = ctx.Queue()
-    shares = [items[k::processes] for k in range(processes)]
-    children = [ctx.Process(target=_child_main, args=(spec, share, records, k), name=f"asyncthink-shard-{k}",
-                            daemon=True) for k, share in enumerate(shares) if share]
-    for child in children:
-        child.start()
+    ids = [item.episode_id for item in items]
+    if len(set(ids)) != len(ids):
+        raise ValueError("episode ids must be unique across the batch: records are matched to items by id")
+    ensure_watchdog()  # children (and any engine processes they start) die with us, even after a kill -9
+    shards = [_Shard(k, items[k::processes]) for k in range(processes) if items[k::processes]]
     finished = False
     try:
-        done = await _collect(records, children, on_episode)
+        await asyncio.to_thread(_start, spec, shards)  # spawning pickles each share and waits for the child
+        done = await _collect(shards, on_episode)
         finished = True
     finally:
-        await asyncio.to_thread(_stop, children, finished)
+        await asyncio.to_thread(_stop, shards, finished)
+    if len(done) != len(items):
+        raise ShardError(f"{len(items) - len(done)} of {len(items)} records never came back")
     by_id = {ep.episode_id: ep for ep in done}
-    return [by_id[item.episode_id] for item in items if item.episode_id in by_id]
+    return [by_id[i] for i in ids]
 
 
-async def _collect(records: Any, children: list[Any], on_episode: Callable[[Episode], None] | None) -> list[Episode]:
-    """Read records until every child said it finished; a child that failed or vanished raises."""
+class _Shard:
+    """One child: its share, its process, and the read end of its own pipe (a child that dies mid-message
+    is an end of file there, never a reader blocked on a lock another child holds)."""
+
+    def __init__(self, index: int, items: list[BatchItem]) -> None:
+        self.index, self.items = index, items
+        self.process: Any = None
+        self.reader: Any = None
+        self.finished = False
+        self.closed = False
+
+
+def _start(spec: ShardSpec, shards: list[_Shard]) -> None:
+    ctx = mp.get_context("spawn")  # a fork would copy the parent's event loop, threads and engine
+    for shard in shards:
+        shard.reader, writer = ctx.Pipe(duplex=False)
+        # not a daemon: a daemon may not start processes, and an in-process vLLM engine starts its own
+        shard.process = ctx.Process(target=_child_main, args=(spec, shard.items, writer, shard.index),
+                                    name=f"asyncthink-shard-{shard.index}")
+        shard.process.start()
+        writer.close()  # the child holds the only write end: its death is an end of file here
+
+
+async def _collect(shards: list[_Shard], on_episode: Callable[[Episode], None] | None) -> list[Episode]:
+    """Read records until every child said it finished; a child that failed or died raises."""
     done: list[Episode] = []
-    finished: set[int] = set()
-    while len(finished) < len(children):
-        message = await asyncio.to_thread(_get, records)
-        if message is None:
-            _check_alive(children, finished)
-            continue
-        kind, shard, payload = message
-        if kind == "episode":
-            done.append(payload)
-            if on_episode is not None:
-                on_episode(payload)
-        elif kind == "finished":
-            finished.add(shard)
-        else:
-            raise ShardError(f"shard {shard} failed: {payload}")
+    while not all(shard.finished for shard in shards):
+        for shard, message in await asyncio.to_thread(_read_ready, shards):
+            kind, payload = message
+            if kind == "episode":
+                done.append(payload)
+                if on_episode is not None:
+                    on_episode(payload)
+            elif kind == "finished":
+                shard.finished = True
+            else:
+                raise ShardError(f"shard {shard.index} failed: {payload}")
     return done
 
 
-def _get(records: Any) -> tuple[str, int, Any] | None:
-    try:
-        return records.get(timeout=POLL_S)
-    except queue_module.Empty:
-        return None
+def _read_ready(shards: list[_Shard]) -> list[tuple[_Shard, tuple[str, Any]]]:
+    """The messages waiting now (waits up to ``POLL_S`` for one); a pipe that ended before its child said
+    it finished is that child's death, reported with its exit code."""
+    open_readers = {shard.reader: shard for shard in shards if not shard.closed}
+    messages = []
+    for reader in mp_connection.wait(list(open_readers), timeout=POLL_S):
+        shard = open_readers[reader]
+        try:
+            messages.append((shard, pickle.loads(reader.recv_bytes())))
+        except EOFError:
+            shard.closed = True
+            if not shard.finished:
+                shard.process.join(timeout=EXIT_WAIT_S)
+                messages.append((shard, ("failed", f"exited with code {shard.process.exitcode} before its "
+                                                   "share was done")))
+    return messages
 
 
-def _check_alive(children: list[Any], finished: set[int]) -> None:
-    for k, child in enumerate(children):
-        if k not in finished and not child.is_alive():
-            raise ShardError(f"shard {k} exited with code {child.exitcode} before its share was done")
+def _stop(shards: list[_Shard], finished: bool) -> None:
+    """Every child exits: after a finished batch on its own; after a failure or a cancellation terminated
+    (all at once), and killed if it lingers."""
+    started = [shard.process for shard in shards if shard.process is not None]
+    if finished:
+        for process in started:
+            process.join(timeout=EXIT_WAIT_S)
+    for process in started:
+        if process.is_alive():
+            process.terminate()
+    for process in started:
+        process.join(timeout=EXIT_WAIT_S)
+        if process.is_alive():
+            process.kill()
+            process.join()
+    # the read ends close with their shards: a reader thread of a cancelled batch may still be polling them
 
 
-def _stop(children: list[Any], finished: bool) -> None:
-    """Every child exits: after a finished batch on its own; after a failure or a cancellation terminated,
-    and killed if it lingers."""
-    for child in children:
-        if finished:
-            child.join(timeout=EXIT_WAIT_S)
-        if child.is_alive():
-            child.terminate()
-            child.join(timeout=EXIT_WAIT_S)
-        if child.is_alive():
-            child.kill()
-            child.join()
-
-
-def _child_main(spec: ShardSpec, items: list[BatchItem], records: Any, shard: int) -> None:
+def _child_main(spec: ShardSpec, items: list[BatchItem], writer: Any, shard: int) -> None:
     """A child's whole life: its engine, its share of the batch, each record sent home as it ends."""
+    def send(kind: str, payload: Any) -> None:
+        writer.send_bytes(pickle.dumps((kind, payload)))  # pickled here: a record that cannot be fails loudly
+
     try:
-        asyncio.run(_run_share(spec, items, records, shard))
+        asyncio.run(_run_share(spec, items, send))
     except BaseException as exc:  # the parent must hear why, whatever it was
-        records.put(("failed", shard, f"{type(exc).__name__}: {exc}"))
+        send("failed", f"{type(exc).__name__}: {exc}")
         raise
-    records.put(("finished", shard, None))
+    send("finished", None)
 
 
-async def _run_share(spec: ShardSpec, items: list[BatchItem], records: Any, shard: int) -> None:
+async def _run_share(spec: ShardSpec, items: list[BatchItem], send: Callable[[str, Any], None]) -> None:
     made = spec.engine_factory()
     engine = await made if inspect.isawaitable(made) else made
     try:
         task = spec.task_factory() if spec.task_factory is not None else None
         executor = EpisodeExecutor(engine, spec.runtime, task)
         await run_batch(executor, items, spec.max_in_flight, progress=False,
-                        on_episode=lambda ep: records.put(("episode", shard, ep)))
+                        on_episode=lambda ep: send("episode", ep))
     finally:
         await engine.close()

@@ -56,3 +56,19 @@ def test_a_heap_frozen_by_someone_else_stays_frozen():
         assert gc.get_freeze_count() > frozen // 2  # not unfrozen (a frozen object may still be freed)
     finally:
         gc.unfreeze()
+
+
+def test_what_changed_inside_is_left_alone():
+    defaults = gc.get_threshold()
+    with serving_gc():
+        gc.set_threshold(5000, 10, 10)  # the user's own setting, made inside the block
+        inner = gc.get_threshold()
+    assert gc.get_threshold() == inner
+    gc.set_threshold(*defaults)
+    with serving_gc():
+        engine = [[n] for n in range(10_000)]  # an engine built inside the block, its heap then frozen
+        gc.freeze()  # unfreezing ours would unfreeze theirs
+    try:
+        assert gc.get_freeze_count() > len(engine)
+    finally:
+        gc.unfreeze()

@@ -64,6 +64,22 @@ async def test_a_cancelled_batch_leaves_no_child_running():
     assert [p for p in multiprocessing.active_children() if p.name.startswith("asyncthink-shard")] == []
 
 
+async def test_a_child_killed_mid_batch_is_a_clear_error():
+    import multiprocessing
+    import os
+    import signal
+
+    items = make_items([{"id": "p", "question": "q"}], samples=4)
+    batch = asyncio.create_task(run_sharded(ShardSpec(functools.partial(scripted_engine, SLOW, 0.05), RUNTIME),
+                                            items, processes=2))
+    await asyncio.sleep(3.0)
+    victim = next(p for p in multiprocessing.active_children() if p.name == "asyncthink-shard-1")
+    os.kill(victim.pid, signal.SIGKILL)
+    with pytest.raises(ShardError, match="shard 1 failed: exited with code -9"):
+        await asyncio.wait_for(batch, 30)
+    assert [p for p in multiprocessing.active_children() if p.name.startswith("asyncthink-shard")] == []
+
+
 @pytest.mark.slow
 async def test_shards_as_clients_of_one_vllm_server(vllm_server, tiny_model_dir):
     """The serving setup: every child an OpenAI-compatible client of the one real vLLM server."""
