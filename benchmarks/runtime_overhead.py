@@ -53,7 +53,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from asyncthink.batch import make_items, run_batch  # noqa: E402
+from asyncthink.batch import BatchItem, make_items, run_batch  # noqa: E402
 from asyncthink.detok import IncrementalDetokenizer  # noqa: E402
 from asyncthink.engines.base import clamp_to_context  # noqa: E402
 from asyncthink.engines.types import Delta, Final, FinishReason, GenerateRequest  # noqa: E402
@@ -287,6 +287,17 @@ def dag_scripts(n: int, forks: int, worker_len: int, org_len: int) -> dict[str, 
     return scripts
 
 
+def workload(size: int, forks: int, worker_len: int, org_len: int) -> tuple[dict[str, str], RuntimeConfig,
+                                                                           list[BatchItem]]:
+    """``size`` episodes of ``dag_scripts``: their scripts, a runtime config that lets them run, their items."""
+    scripts: dict[str, str] = {}
+    for n in range(size):
+        scripts.update(dag_scripts(n, forks, worker_len, org_len))
+    cfg = RuntimeConfig(capacity=max(2, forks + 1), max_organizer_tokens=100_000, max_worker_tokens=100_000,
+                        max_forks=64)
+    return scripts, cfg, make_items([{"id": f"p{n}", "question": f"q{n}"} for n in range(size)])
+
+
 @dataclass(frozen=True)
 class RuntimePath:
     """How the runtime meets the tokens: tags as single tokens or as text, plain deltas whole or not, and
@@ -306,13 +317,8 @@ PULLED = PATHS[3]
 async def measure(size: int, d: float, forks: int, worker_len: int, org_len: int,
                   path: RuntimePath = PATHS[0], per_delta: int | None = None) -> dict[str, Any]:
     """Run ``size`` episodes at once; then the same streams as plain requests (the engine's own cost)."""
-    scripts: dict[str, str] = {}
-    for n in range(size):
-        scripts.update(dag_scripts(n, forks, worker_len, org_len))
+    scripts, cfg, items = workload(size, forks, worker_len, org_len)
     engine = ClockEngine(scripts, d, text_tags=path.text_tags, per_delta=per_delta, push=path.push)
-    cfg = RuntimeConfig(capacity=max(2, forks + 1), max_organizer_tokens=100_000, max_worker_tokens=100_000,
-                        max_forks=64)
-    items = make_items([{"id": f"p{n}", "question": f"q{n}"} for n in range(size)])
     IncrementalDetokenizer.bulk = path.bulk
     try:
         t0, cpu0 = time.perf_counter(), time.process_time()
@@ -337,12 +343,7 @@ async def measure_sharded(size: int, d: float, forks: int, worker_len: int, org_
     """``size`` episodes at once split over ``processes`` children (``asyncthink.shards``), each with its own
     clocked engine for its share: the engine is another process either way, and the runtime gets a core per
     child. The children's CPU (all of it, engine included) comes from the kernel's account of them."""
-    scripts: dict[str, str] = {}
-    for n in range(size):
-        scripts.update(dag_scripts(n, forks, worker_len, org_len))
-    cfg = RuntimeConfig(capacity=max(2, forks + 1), max_organizer_tokens=100_000, max_worker_tokens=100_000,
-                        max_forks=64)
-    items = make_items([{"id": f"p{n}", "question": f"q{n}"} for n in range(size)])
+    scripts, cfg, items = workload(size, forks, worker_len, org_len)
     spec = ShardSpec(functools.partial(ClockEngine, scripts, d), cfg, max_in_flight=size)
     cpu0, t0 = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
     episodes = await run_sharded(spec, items, processes)
@@ -454,12 +455,7 @@ async def cpu_costs(args: argparse.Namespace) -> None:
 async def cpu_run(size: int, forks: int, worker_len: int, org_len: int, path: RuntimePath, per_delta: int,
                   repeats: int) -> tuple[float, int, Counter]:
     """(runtime CPU seconds, tokens, statuses) of ``size`` episodes on ``InstantEngine``, best of ``repeats``."""
-    scripts: dict[str, str] = {}
-    for n in range(size):
-        scripts.update(dag_scripts(n, forks, worker_len, org_len))
-    cfg = RuntimeConfig(capacity=max(2, forks + 1), max_organizer_tokens=100_000, max_worker_tokens=100_000,
-                        max_forks=64)
-    items = make_items([{"id": f"p{n}", "question": f"q{n}"} for n in range(size)])
+    scripts, cfg, items = workload(size, forks, worker_len, org_len)
     best, best_engine, statuses = float("inf"), float("inf"), Counter()
     for _ in range(repeats):
         engine = InstantEngine(scripts, 0.0, text_tags=path.text_tags, per_delta=per_delta, push=path.push)
