@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from asyncthink.config_io import from_dict, load_config, require
-from asyncthink.engines import EngineConfig
+from asyncthink.engines import EngineConfig, EngineKind
 from asyncthink.runtime_config import Mode, RuntimeConfig
 
 _BUDGET = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kK]?)\s*$")
@@ -110,7 +110,11 @@ class EvalConfig:
     seed: int = 0
     """Sampling seed; with the problem index and sample number it fixes each episode's seed."""
     max_in_flight: int = 32
-    """Episodes running at once (one task, mode and budget at a time)."""
+    """Episodes running at once (one task, mode and budget at a time), over all ``processes``."""
+    processes: int = 1
+    """Processes that share each run's episodes, each with its own event loop and client of the engine
+    (``asyncthink.shards``): for thousands of streams, whose client work needs more than one core. Above 1 it
+    needs engine kind ``openai``, since an in-process engine cannot be shared across processes."""
     max_problems: int | None = None
     """Cap on problems per task, over each task's ``n`` (quick runs: ``max_problems=5``)."""
     retry_errors: bool = True
@@ -147,6 +151,12 @@ class EvalConfig:
             (len(set(self.modes)) == len(self.modes), f"modes must not repeat, got {[str(m) for m in self.modes]}"),
             (self.samples >= 1, f"samples must be >= 1, got {self.samples!r}"),
             (self.max_in_flight >= 1, f"max_in_flight must be >= 1, got {self.max_in_flight!r}"),
+            (self.processes >= 1, f"processes must be >= 1, got {self.processes!r}"),
+            (
+                self.processes == 1 or self.engine is None or self.engine.kind == EngineKind.OPENAI,
+                f"processes={self.processes!r} needs engine kind 'openai' (each process a client of one server), "
+                f"got {str(self.engine.kind) if self.engine else None!r}",
+            ),
             (
                 self.max_problems is None or self.max_problems >= 1,
                 f"max_problems must be >= 1, got {self.max_problems!r}",

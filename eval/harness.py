@@ -4,7 +4,10 @@ Every (task, budget, mode) runs the same items: ``make_items`` with the same
 seed, so problem x sample seeds line up across modes and budgets. Runs go one
 at a time (so wall-clock figures of one mode are not slowed by another), each
 with up to ``max_in_flight`` episodes in flight on the one engine, after one
-warm-up request.
+warm-up request. With ``processes`` above 1 a run's episodes are shared by that
+many child processes (``asyncthink.shards``), each an OpenAI-compatible client
+of the same server, so the client work of thousands of streams gets more than
+one core; records still come home, and are appended, one by one.
 
 Resuming: each finished episode is appended to its run's JSONL the moment it
 ends; a rerun into the same directory loads those records and runs only the
@@ -21,9 +24,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime
+import functools
 import logging
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +47,7 @@ from asyncthink.eval.progress import EvalProgress
 from asyncthink.eval.store import RecordStore, RunKey
 from asyncthink.executor import EpisodeExecutor
 from asyncthink.runtime_config import RuntimeConfig
+from asyncthink.shards import ShardSpec, run_sharded
 
 log = logging.getLogger(__name__)
 
@@ -54,19 +60,22 @@ class Run:
     task: Task
     runtime: RuntimeConfig
     items: list[BatchItem]
+    task_factory: Callable[[], Task]
+    """Builds ``task`` anew (picklable: child processes build their own)."""
 
 
 def plan(cfg: EvalConfig) -> list[Run]:
     """Every run of the grid, tasks in config order, then budgets, then modes."""
     runs = []
     for spec in cfg.tasks:
-        task = make_task(spec.name, **spec.options)
+        task_factory = functools.partial(make_task, spec.name, **spec.options)
+        task = task_factory()
         problems = task.dataset(spec.split, cfg.task_n(spec), spec.seed)
         items = make_items(problems, cfg.task_samples(spec), cfg.seed)
         for budget in cfg.task_budgets(spec):
             for mode in cfg.modes:
                 key = RunKey(spec.label, budget, str(mode))
-                runs.append(Run(key, task, cfg.runtime_for(mode, budget), items))
+                runs.append(Run(key, task, cfg.runtime_for(mode, budget), items, task_factory))
     return runs
 
 
@@ -174,7 +183,7 @@ async def _run_all(cfg: EvalConfig, runs: list[Run], todo: dict[RunKey, list[Bat
         with EvalProgress(total, finished, progress) as bars:
             for run in runs:
                 if todo[run.key]:
-                    await _run_one(run, todo[run.key], done[run.key], store, engine, bars, cfg.max_in_flight)
+                    await _run_one(cfg, run, todo[run.key], done[run.key], store, engine, bars)
     finally:
         if owned:
             await engine.close()
@@ -191,8 +200,8 @@ async def warm_up(engine: Engine) -> None:
         log.warning("engine warm-up failed: %r", exc)
 
 
-async def _run_one(run: Run, items: list[BatchItem], done: dict[str, Episode], store: RecordStore, engine: Engine,
-                   bars: EvalProgress, max_in_flight: int) -> None:
+async def _run_one(cfg: EvalConfig, run: Run, items: list[BatchItem], done: dict[str, Episode], store: RecordStore,
+                   engine: Engine, bars: EvalProgress) -> None:
     todo_ids = {item.episode_id for item in items}
     earlier = [done[i.episode_id] for i in run.items if i.episode_id in done and i.episode_id not in todo_ids]
     bar = bars.start_run(run.key.name, len(run.items), earlier)
@@ -203,10 +212,23 @@ async def _run_one(run: Run, items: list[BatchItem], done: dict[str, Episode], s
         bars.finished(bar, ep)
 
     retried = any(item.episode_id in done for item in items)
-    executor = EpisodeExecutor(engine, run.runtime, run.task)
-    await run_batch(executor, items, max_in_flight, progress=False, on_episode=on_episode)
+    if cfg.processes > 1:
+        await run_sharded(shard_spec(cfg, run), items, cfg.processes, on_episode=on_episode)
+    else:
+        executor = EpisodeExecutor(engine, run.runtime, run.task)
+        await run_batch(executor, items, cfg.max_in_flight, progress=False, on_episode=on_episode)
     if retried:  # the failed attempts are still in the file, before their retries
         store.rewrite(run.key, list(done.values()))
+
+
+def shard_spec(cfg: EvalConfig, run: Run) -> ShardSpec:
+    """What each child needs for its share of ``run``: its own client of the configured engine, the run's
+    settings and task, and its part of ``max_in_flight``."""
+    if cfg.engine is None:  # an engine the caller built cannot be handed to other processes
+        raise ValueError(f"processes={cfg.processes} needs `engine` in the config: each child process builds its "
+                         "own client of it")
+    return ShardSpec(functools.partial(build_engine, cfg.engine), run.runtime, run.task_factory,
+                     max_in_flight=-(-cfg.max_in_flight // cfg.processes))
 
 
 def _meta(cfg: EvalConfig, engine: Engine | None, new: int, elapsed: float) -> dict[str, Any]:

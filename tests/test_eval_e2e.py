@@ -1,4 +1,4 @@
-"""End to end: a small evaluation on the tiny model with the session's in-process vLLM engine, then a rerun.
+"""End to end: small evaluations of the tiny model on real vLLM, in process and as two clients of its server.
 
 The tiny model is random, so the figures are noise; what is checked is that
 every output is written from real engine episodes and that a rerun into the
@@ -65,3 +65,18 @@ async def test_small_eval_writes_everything_and_a_rerun_generates_nothing(vllm_e
     saved = json.loads((tmp_path / "summary.json").read_text())
     assert [r["accuracy"] for r in saved["results"]] == [r["accuracy"] for r in summary["results"]]
     assert [r["latency_mean"] for r in saved["results"]] == [r["latency_mean"] for r in summary["results"]]
+
+
+async def test_eval_over_two_processes_as_clients_of_one_vllm_server(vllm_server, tiny_model_dir, tmp_path):
+    """``processes=2``: each run's episodes shared by two children, each a client of the one real server."""
+    cfg = load_eval_config(TINY, ["engine.kind=openai", f"engine.base_urls=['{vllm_server}']",
+                                  f"engine.model={tiny_model_dir}", "processes=2", "max_problems=2", "samples=2",
+                                  "budgets=[16]", "modes=[sequential, asyncthink]", "runtime.max_worker_tokens=12",
+                                  "bootstrap=100", "plots=false"])
+    summary = await run_eval(cfg, tmp_path, progress=False)
+    assert summary["meta"]["new_episodes"] == 2 * 2 * 2 * 2
+    for path in sorted((tmp_path / "records").rglob("*.jsonl")):
+        eps = list(read_jsonl(path))
+        assert sorted(ep.episode_id for ep in eps) == sorted({ep.episode_id for ep in eps}) and len(eps) == 4
+        assert all(ep.metrics["total_tokens"] > 0 and ep.status != "error" for ep in eps)
+    assert (await run_eval(cfg, tmp_path, progress=False))["meta"]["new_episodes"] == 0

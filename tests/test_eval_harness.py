@@ -1,4 +1,4 @@
-"""The evaluation harness on a scripted engine: the grid, records, figures, resuming, and guarded directories."""
+"""The evaluation harness on a scripted engine: grid, records, figures, resuming, guarded directories, processes."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from asyncthink.cli import app
 from asyncthink.envs import make_task
 from asyncthink.envs.math_data import load_spec
 from asyncthink.episode import EpisodeStatus, read_jsonl
+from asyncthink.eval import harness
 from asyncthink.eval.config import load_eval_config
 from asyncthink.eval.harness import run_eval
 from tests.fakes import ScriptedEngine
@@ -170,6 +171,41 @@ async def test_api_keys_are_not_written(tmp_path):
     await run_eval(cfg, tmp_path, engine=scripted_engine(), progress=False)
     for name in ("config.yaml", "summary.json", "report.md"):
         assert "sk-secret" not in (tmp_path / name).read_text()
+
+
+BUILT: list[ModeScripts] = []  # the engines built in this process (each child has its own list)
+
+
+async def build_scripted(engine_config) -> ModeScripts:
+    """``build_engine`` for the sharded runs: each child process builds the scripted engine, whatever the config."""
+    BUILT.append(scripted_engine())
+    return BUILT[-1]
+
+
+async def test_processes_share_each_run_with_the_records_of_one(tmp_path, monkeypatch):
+    one = await run_eval(config(), tmp_path / "one", engine=scripted_engine(), progress=False)
+    monkeypatch.setattr(harness, "build_engine", build_scripted)  # pickled to the children by name
+    sharded = config("processes=2", "max_in_flight=3", "engine={kind: openai, base_urls: ['http://127.0.0.1:9']}")
+    two = await run_eval(sharded, tmp_path / "two", progress=False)
+    assert len(BUILT) == 1 and len(BUILT[0].requests) <= 1  # this process's engine only warmed up: children ran
+    assert two["meta"]["new_episodes"] == one["meta"]["new_episodes"] == 3 * 2 * N_PROBLEMS * 2
+    assert untimed(two) == untimed(one)
+    records = sorted((tmp_path / "two" / "records" / "countdown").glob("*.jsonl"))
+    assert len(records) == 6 and all(len(list(read_jsonl(f))) == N_PROBLEMS * 2 for f in records)
+    again = await run_eval(sharded, tmp_path / "two", progress=False)
+    assert again["meta"]["new_episodes"] == 0
+
+
+def test_processes_need_an_openai_engine():
+    with pytest.raises(ValueError, match="processes=2 needs engine kind 'openai'.*got 'vllm'"):
+        config("processes=2", "engine={kind: vllm, model: tiny}")
+    with pytest.raises(ValueError, match="processes must be >= 1, got 0"):
+        config("processes=0")
+
+
+async def test_processes_without_an_engine_config_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="processes=2 needs `engine` in the config"):
+        await run_eval(config("processes=2"), tmp_path, engine=scripted_engine(), progress=False)
 
 
 async def test_no_engine_is_a_clear_error(tmp_path):
