@@ -6,7 +6,10 @@ Three measurements, on one engine:
    the event-loop thread's stack every 2 ms and says whose code it was in: ours (``asyncthink``), vLLM's
    frontend, other libraries, the event loop itself, or idle. Then the engine's own limit: the same rows
    as plain requests (each row's prompt, exactly as many tokens as the row generated, no protocol, all at
-   once). We report episodes/s for both and their ratio.
+   once). We report episodes/s for both and their ratio. Each run starts with vLLM's prefix cache emptied
+   (else the plain rows would find the prompts the batch left cached). This machine's speed drifts by a
+   tenth or more within minutes, so ``--rounds`` (4) rounds each run the batch and then its plain rows, and
+   the ratio is the mean over rounds with a 95 % bootstrap interval.
 2. **Prefix cache on resumes.** For every organizer request resumed after a join, the prompt tokens vLLM
    served from its prefix cache (its own ``num_cached_tokens``) over what the block size allows (the full
    blocks of the context the previous request had computed).
@@ -16,7 +19,7 @@ Three measurements, on one engine:
 
 Every figure comes with its episodes' status counts.
 
-    python benchmarks/runtime_vllm.py [--episodes 256] [--single 24] [--block-size 32]
+    python benchmarks/runtime_vllm.py [--episodes 256] [--rounds 4] [--single 24] [--block-size 32]
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from asyncthink.envs import make_task  # noqa: E402
 from asyncthink.episode import Episode  # noqa: E402
 from asyncthink.eval.config import load_eval_config  # noqa: E402
 from asyncthink.eval.harness import warm_up  # noqa: E402
+from asyncthink.eval.stats import bootstrap_ci  # noqa: E402
 from asyncthink.executor import EpisodeExecutor  # noqa: E402
 from asyncthink.models import shipped_model  # noqa: E402
 from asyncthink.protocol import Role  # noqa: E402
@@ -128,6 +132,7 @@ def children_cpu() -> float:
 async def many_in_flight(engine: Any, executor: EpisodeExecutor, problems: list[dict], n: int) -> dict[str, Any]:
     samples = -(-n // len(problems))
     items = make_items(problems, samples=samples, seed=1)[:n]
+    await cold_cache(engine)
     t0, cpu0, loop0, core0 = time.perf_counter(), time.process_time(), time.thread_time(), children_cpu()
     with StackSampler(threading.get_ident()) as sampler:
         episodes = await run_batch(executor, items, max_in_flight=n, progress=False)
@@ -152,10 +157,17 @@ async def plain_rows(engine: Any, episodes: list[Episode]) -> dict[str, Any]:
         return got
 
     rows = [(r.prompt_ids, r.generated_tokens) for e in episodes for r in e.rows if r.generated_tokens > 0]
+    await cold_cache(engine)
     t0, core0 = time.perf_counter(), children_cpu()
     got = await asyncio.gather(*(one(k, p, t) for k, (p, t) in enumerate(rows)))
     return {"wall_s": time.perf_counter() - t0, "tokens": sum(got), "requests": len(rows),
             "core_cpu_s": children_cpu() - core0}
+
+
+async def cold_cache(engine: Any) -> None:
+    """Empty vLLM's prefix cache: each run starts cold, not with the prompts the run before it left cached."""
+    if not await engine._llm.reset_prefix_cache():
+        raise RuntimeError("vLLM did not reset its prefix cache (requests still running?)")
 
 
 def prefix_cache_share(episodes: list[Episode], block: int) -> dict[str, float]:
@@ -175,8 +187,35 @@ def prefix_cache_share(episodes: list[Episode], block: int) -> dict[str, float]:
     return {"resumes": resumes, "cached": cached, "allowed": allowed, "share": cached / allowed if allowed else 0.0}
 
 
-async def one_at_a_time(executor: EpisodeExecutor, problems: list[dict]) -> list[Episode]:
-    return await run_batch(executor, make_items(problems, seed=2), max_in_flight=1, progress=False)
+async def one_at_a_time(seq: EpisodeExecutor, asy: EpisodeExecutor,
+                        problems: list[dict]) -> tuple[list[Episode], list[Episode]]:
+    """Each problem in both modes, one episode at a time, back to back (in turns, sequential first on even
+    problems), so the machine's drift falls on both modes alike; each starts with the prefix cache empty, so
+    neither finds the problem's prompt cached by the other."""
+    s_eps, a_eps = [], []
+    for k, item in enumerate(make_items(problems, seed=2)):
+        first, second = (seq, asy) if k % 2 == 0 else (asy, seq)
+        await cold_cache(first.engine)
+        one = await run_batch(first, [item], max_in_flight=1, progress=False)
+        await cold_cache(second.engine)
+        two = await run_batch(second, [item], max_in_flight=1, progress=False)
+        s_ep, a_ep = (one, two) if first is seq else (two, one)
+        s_eps += s_ep
+        a_eps += a_ep
+    return s_eps, a_eps
+
+
+def ratio_interval(seq: list[Episode], asy: list[Episode], n_boot: int = 2000) -> tuple[float, float]:
+    """95 % bootstrap interval over problems (paired) of wall-clock speedup over critical-path token speedup."""
+    import numpy as np
+
+    s_wall, a_wall = np.array([e.wall_s for e in seq]), np.array([e.wall_s for e in asy])
+    s_lat, a_lat = (np.array([e.metrics["latency"] for e in eps]) for eps in (seq, asy))
+    draws = np.random.default_rng(0).integers(0, len(seq), size=(n_boot, len(seq)))
+    wall = s_wall[draws].sum(1) / a_wall[draws].sum(1)
+    tokens = s_lat[draws].sum(1) / a_lat[draws].sum(1)
+    lo, hi = np.percentile(wall / tokens, [2.5, 97.5])
+    return float(lo), float(hi)
 
 
 def speedup_table(seq: list[Episode], asy: list[Episode]) -> dict[str, float]:
@@ -226,19 +265,35 @@ async def main(args: argparse.Namespace) -> None:
         budget = cfg.task_budgets(spec)[0]
         asy = EpisodeExecutor(engine, cfg.runtime_for(Mode.ASYNCTHINK, budget), task)
         seq = EpisodeExecutor(engine, cfg.runtime_for(Mode.SEQUENTIAL, budget), task)
-        await report_many(engine, asy, problems, args.episodes)
+        await report_many(engine, asy, problems, args.episodes, args.rounds)
         if args.single:
             await report_single(asy, seq, problems[: args.single])
     finally:
         await engine.close()
 
 
-async def report_many(engine: Any, asy: EpisodeExecutor, problems: list[dict], n: int) -> None:
-    run = await many_in_flight(engine, asy, problems, n)
+async def report_many(engine: Any, asy: EpisodeExecutor, problems: list[dict], n: int, rounds: int) -> None:
+    """``rounds`` rounds of AsyncThink's batch, each followed at once by its plain rows: this machine's speed
+    drifts by a tenth or more within minutes, so a ratio is only taken between runs a round apart, and the
+    figure is the mean over rounds with a bootstrap interval."""
+    ratios, core_ratios = [], []
+    for k in range(rounds):
+        run = await many_in_flight(engine, asy, problems, n)
+        plain = await plain_rows(engine, run["episodes"])
+        ratios.append(plain["wall_s"] / run["wall_s"])
+        core_ratios.append(run["core_cpu_s"] / plain["core_cpu_s"])
+        print_round(engine, k, n, run, plain)
+    lo, hi = bootstrap_ci(ratios, [str(k) for k in range(rounds)])
+    print(f"\nAsyncThink / plain throughput over {rounds} rounds: {statistics.mean(ratios):.3f} [{lo:.3f}, {hi:.3f}] "
+          f"(95 % bootstrap over rounds; rounds: {', '.join(f'{r:.3f}' for r in ratios)}); engine core CPU "
+          f"AsyncThink / plain: {', '.join(f'{r:.2f}' for r in core_ratios)}")
+
+
+def print_round(engine: Any, index: int, n: int, run: dict[str, Any], plain: dict[str, Any]) -> None:
     eps = run["episodes"]
-    plain = await plain_rows(engine, eps)
     tokens = sum(r.generated_tokens for e in eps for r in e.rows)
-    print(f"\n{n} AsyncThink episodes in flight, tiny organizer, in-process vLLM (CPU): statuses {statuses(eps)}")
+    print(f"\nround {index + 1}: {n} AsyncThink episodes in flight, tiny organizer, in-process vLLM (CPU): "
+          f"statuses {statuses(eps)}")
     print(f"  episodes/s {n / run['wall_s']:.2f} (wall {run['wall_s']:.1f} s, {tokens} generated tokens, "
           f"{tokens / run['wall_s']:.0f} tok/s)")
     print(f"  plain rows: {plain['requests']} requests, {plain['tokens']} tokens in {plain['wall_s']:.1f} s -> "
@@ -263,12 +318,13 @@ async def report_many(engine: Any, asy: EpisodeExecutor, problems: list[dict], n
 
 
 async def report_single(asy: EpisodeExecutor, seq: EpisodeExecutor, problems: list[dict]) -> None:
-    s_eps, a_eps = await one_at_a_time(seq, problems), await one_at_a_time(asy, problems)
+    s_eps, a_eps = await one_at_a_time(seq, asy, problems)
     t = speedup_table(s_eps, a_eps)
+    lo, hi = ratio_interval(s_eps, a_eps)
     print(f"\none episode at a time, {len(problems)} problems: sequential {statuses(s_eps)}, "
           f"AsyncThink {statuses(a_eps)}")
     print(f"  wall-clock speedup {t['wall_speedup']:.3f}, critical-path token speedup {t['token_speedup']:.3f}, "
-          f"ratio {t['ratio']:.3f}")
+          f"ratio {t['ratio']:.3f} [{lo:.3f}, {hi:.3f}] (95 % paired bootstrap over problems)")
     print(f"  AsyncThink wall {t['asy_wall_s']:.2f} s = critical path at one-stream speed "
           f"({1000 * t['s_per_token']:.2f} ms/token) {t['ideal_s']:.2f} s + resumed requests beyond their tokens "
           f"(prefill of the return, scheduling) {t['resume_excess_s']:.2f} s + from a ready join to the resumed "
@@ -279,6 +335,8 @@ async def report_single(asy: EpisodeExecutor, seq: EpisodeExecutor, problems: li
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--episodes", type=int, default=256)
+    parser.add_argument("--rounds", type=int, default=4,
+                        help="Rounds of the batch and its plain rows (a ratio per round, a mean with an interval).")
     parser.add_argument("--single", type=int, default=24, help="Problems run one episode at a time.")
     parser.add_argument("--block-size", type=int, default=None,
                         help="vLLM's KV block size (CPU default 128): a resume recomputes its context's last, "
