@@ -571,17 +571,25 @@ class _Episode:
             ep.format_errors.append(self.failure)
             budget = self.failure.code == FormatErrorCode.BUDGET_EXCEEDED
             ep.status = EpisodeStatus.BUDGET_EXCEEDED if budget else EpisodeStatus.FORMAT_ERROR
-        try:  # normalising and extracting answers may call math-verify: off the event loop
+        if self.ex.task is None:
+            self._settle()  # nothing slow to run without a task: no trip through a thread
+        else:  # extracting, normalising and scoring may call math-verify: off the event loop, in one trip
+            await asyncio.to_thread(self._settle)
+        ep.metrics = episode_metrics(ep, self.cfg.prefill_cost)
+
+    def _settle(self) -> None:
+        """Choose the episode's answer (the top row's, or the traces' vote) and score it."""
+        ep = self.ep
+        try:
             if self.cfg.mode.spec.traces:
-                await asyncio.to_thread(self._vote)
+                self._vote()
             elif ep.status == EpisodeStatus.OK:
                 ep.answer = self.answers.get("0")
-                await asyncio.to_thread(self._require_answer)
+                self._require_answer()
         except Exception as exc:  # a broken task is recorded, never raised out of the episode
             logger.warning("choosing the answer of episode %s failed: %r", ep.episode_id, exc)
             ep.info["answer_error"] = repr(exc)
-        await self._score()
-        ep.metrics = episode_metrics(ep, self.cfg.prefill_cost)
+        self._score()
 
     def _require_answer(self) -> None:
         """DESIGN's ``no_answer``: an empty ``<ANSWER></ANSWER>``, or one the task extracts nothing from."""
@@ -609,15 +617,15 @@ class _Episode:
             ep.answer = next(t for k, _, t in keys if k == best)
             ep.info["votes"] = counts
 
-    async def _score(self) -> None:
+    def _score(self) -> None:
         ep, task = self.ep, self.ex.task
         if task is None or ep.answer is None:
             ep.score = 0.0 if task is not None else None
             return
         try:
             ep.extracted = task.extract_answer(ep.answer)
-            ep.score = float(await asyncio.to_thread(task.score, ep.extracted, self.problem))
-            ep.info["details"] = await asyncio.to_thread(task.details, ep.extracted, self.problem)
+            ep.score = float(task.score(ep.extracted, self.problem))
+            ep.info["details"] = task.details(ep.extracted, self.problem)
         except Exception as exc:  # a broken scorer scores 0 and is recorded; it never fails a batch
             logger.warning("scoring episode %s failed: %r", ep.episode_id, exc)
             ep.score, ep.info["score_error"] = 0.0, repr(exc)

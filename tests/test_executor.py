@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 
 import pytest
 
@@ -12,6 +14,7 @@ from asyncthink.episode import EpisodeStatus, EventKind, consistency_problems
 from asyncthink.executor import EpisodeExecutor
 from asyncthink.metrics import episode_metrics
 from asyncthink.runtime_config import Mode, RuntimeConfig
+from asyncthink.task import Task
 from tests.fakes import CharTokenizer, ScriptedEngine
 
 # every test runs on each path: (whole deltas at once, tags as text, tokens per delta, deltas pushed by the engine)
@@ -262,3 +265,49 @@ async def test_one_parallel_trace_failing_in_the_engine_costs_that_trace_only():
 
     down = await EpisodeExecutor(DownEngine({}), cfg).run({"question": "Q", "id": "p"}, seed=1)
     assert down.status == EpisodeStatus.ERROR and down.error_kind == "connection"
+
+
+class SlowScorer(Task):
+    """Scoring that blocks its thread (as math-verify can on a hard expression), counting the threads it ran on."""
+
+    name = "slow"
+
+    def __init__(self) -> None:
+        self.threads: set[int] = set()
+
+    def dataset(self, split="test", n=None, seed=0):
+        return []
+
+    def instruction(self):
+        return ""
+
+    def extract_answer(self, answer_text):
+        self.threads.add(threading.get_ident())
+        return answer_text
+
+    def score(self, answer, problem):
+        time.sleep(0.2)
+        return float(answer == "42")
+
+    def normalize(self, answer):
+        return answer
+
+
+@pytest.mark.paths("push")
+async def test_scoring_runs_off_the_event_loop():
+    task, gaps = SlowScorer(), []
+
+    async def ticker():
+        last = time.perf_counter()
+        while True:
+            await asyncio.sleep(0.01)
+            gaps.append(time.perf_counter() - last)
+            last = time.perf_counter()
+
+    ticks = asyncio.create_task(ticker())
+    executor = EpisodeExecutor(ScriptedEngine(TWO), RuntimeConfig(), task)
+    eps = await asyncio.gather(*(executor.run({"question": "Q", "id": f"p{k}"}) for k in range(4)))
+    ticks.cancel()
+    assert [ep.score for ep in eps] == [1.0] * 4
+    assert max(gaps) < 0.15  # four blocking 0.2 s scorers, and the loop never waited on one
+    assert threading.get_ident() not in task.threads
