@@ -88,8 +88,9 @@ async def test_http_prompt_too_long_is_classified(vllm_server, tiny_model_dir):
 class FakeServer:
     """A small OpenAI-style server whose misbehaviour each test chooses."""
 
-    def __init__(self, behaviour: str, fail_first: int = 0) -> None:
+    def __init__(self, behaviour: str, fail_first: int = 0, token_delay_s: float = 0.05) -> None:
         self.behaviour, self.fail_first, self.calls = behaviour, fail_first, 0
+        self.token_delay_s = token_delay_s
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.concurrent, self.max_concurrent = 0, 0
@@ -105,7 +106,7 @@ class FakeServer:
         try:
             for i in range(3):
                 await resp.write(_sse({"choices": [{"text": "x", "token_ids": [40 + i], "finish_reason": None}]}))
-                await asyncio.sleep(0.05)
+                await asyncio.sleep(self.token_delay_s)
             if self.behaviour == "die_mid_stream":
                 request.transport.close()
                 return resp
@@ -190,6 +191,24 @@ async def test_requests_spread_over_urls_by_load():
         await asyncio.gather(*[generate_all(engine, req([1], f"f{i}", max_tokens=3)) for i in range(8)])
         await engine.close()
     assert a.calls == 4 and b.calls == 4 and a.max_concurrent == 4
+
+
+async def test_more_streams_than_aiohttps_default_pool_all_finish():
+    """aiohttp allows 100 connections by default: stream 101 used to wait for one, and fail after the connect
+    timeout, with 256 episodes of a few rows each in flight."""
+    async with FakeServer("ok", token_delay_s=0.4) as server:
+        engine = engine_for([server.url], connect_timeout_s=0.5)
+        outs = await asyncio.gather(*[generate_all(engine, req([1], f"g{i}", max_tokens=3)) for i in range(150)])
+        await engine.close()
+    assert all(ids == [40, 41, 42] for ids, _, _ in outs) and server.max_concurrent == 150
+
+
+async def test_a_connection_cap_makes_streams_wait_not_fail():
+    async with FakeServer("ok", token_delay_s=0.2) as server:
+        engine = engine_for([server.url], connect_timeout_s=0.3, max_connections=4)
+        outs = await asyncio.gather(*[generate_all(engine, req([1], f"h{i}", max_tokens=3)) for i in range(12)])
+        await engine.close()
+    assert all(ids == [40, 41, 42] for ids, _, _ in outs) and server.max_concurrent == 4
 
 
 async def test_text_without_token_ids_is_refused():

@@ -46,6 +46,8 @@ class EngineConfig:
     """``hf``: most requests decoded together."""
     connect_timeout_s: float = 10.0
     """``openai``: seconds to connect."""
+    max_connections: int = 0
+    """``openai``: connections open at once, so streams in flight, over all servers; 0 for no limit."""
     read_timeout_s: float = 300.0
     """``openai``: seconds without data before a request fails."""
     retries: int = 3
@@ -68,6 +70,7 @@ class EngineConfig:
                 not (self.kind != EngineKind.OPENAI and not self.model),
                 f"engine kind {self.kind.value!r} needs a model path or name, got {self.model!r}",
             ),
+            (self.max_connections >= 0, f"max_connections must be >= 0 (0: no limit), got {self.max_connections!r}"),
         )
 
 
@@ -90,7 +93,7 @@ async def build_engine(cfg: EngineConfig) -> Engine:
     from asyncthink.engines.openai_engine import HTTPOptions, OpenAIEngine
 
     options = HTTPOptions(cfg.connect_timeout_s, cfg.read_timeout_s, cfg.retries, api_key=cfg.api_key,
-                          weights_dir=cfg.weights_dir)
+                          weights_dir=cfg.weights_dir, max_connections=cfg.max_connections)
     return await OpenAIEngine.create(
         cfg.base_urls, cfg.model, cfg.tokenizer, max_model_len=cfg.max_model_len, options=options
     )

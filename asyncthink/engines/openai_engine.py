@@ -4,7 +4,9 @@ Works against ``python -m vllm.entrypoints.openai.api_server`` and any server
 with the same API that returns generated token ids (vLLM's
 ``return_token_ids``, or ``return_tokens_as_token_ids`` in logprobs). One or
 many base URLs: each request goes to the URL with the fewest requests in
-flight. One shared ``aiohttp.ClientSession``; connect and read timeouts;
+flight. One shared ``aiohttp.ClientSession`` with no cap on connections by
+default (each stream holds one for its whole life, and aiohttp's default of
+100 made the 101st stream wait, then fail); connect and read timeouts;
 connection errors and 5xx answers are retried with exponential backoff only
 before the first token arrived (after that, a retry would duplicate tokens);
 the last failure is raised as a classified ``EngineError``, never a hang.
@@ -42,7 +44,8 @@ class HTTPOptions:
     """Connection behaviour of the HTTP engine."""
 
     connect_timeout_s: float = 10.0
-    """Seconds to open a connection."""
+    """Seconds to open a connection (the socket's connect; waiting for a free one under ``max_connections`` is
+    not timed)."""
     read_timeout_s: float = 300.0
     """Seconds without any bytes from the server before the request fails."""
     retries: int = 3
@@ -53,6 +56,9 @@ class HTTPOptions:
     """Sent as ``Authorization: Bearer``."""
     weights_dir: str | None = None
     """A folder the servers can read: ``load_weights`` writes new weights there for them to reload."""
+    max_connections: int = 0
+    """Connections open at once over all servers; 0 for no limit. A streamed request holds its connection until
+    it ends, so this caps the streams in flight: requests beyond it wait for a connection to free up."""
 
 
 class OpenAIEngine(Engine):
@@ -99,9 +105,11 @@ class OpenAIEngine(Engine):
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             o = self.options
-            timeout = aiohttp.ClientTimeout(total=None, connect=o.connect_timeout_s, sock_read=o.read_timeout_s)
+            # sock_connect, not connect: aiohttp's connect timeout also counts the wait for a free connection
+            timeout = aiohttp.ClientTimeout(total=None, sock_connect=o.connect_timeout_s, sock_read=o.read_timeout_s)
             headers = {"Authorization": f"Bearer {o.api_key}"} if o.api_key else {}
-            self._session = aiohttp.ClientSession(timeout=timeout, headers=headers)
+            connector = aiohttp.TCPConnector(limit=o.max_connections, limit_per_host=0)
+            self._session = aiohttp.ClientSession(timeout=timeout, headers=headers, connector=connector)
         return self._session
 
     async def _probe_models(self) -> tuple[str, int]:
@@ -180,6 +188,10 @@ class OpenAIEngine(Engine):
                         yield delta
         except EngineError:
             raise
+        except aiohttp.ConnectionTimeoutError as exc:  # a TimeoutError too: no connection, not a silent stream
+            raise EngineError(
+                EngineErrorKind.CONNECTION, f"{endpoint}: no connection within {self.options.connect_timeout_s}s"
+            ) from exc
         except TimeoutError as exc:
             raise EngineError(
                 EngineErrorKind.TIMEOUT, f"{endpoint}: no data for {self.options.read_timeout_s}s"
