@@ -571,8 +571,8 @@ class _Episode:
             ep.format_errors.append(self.failure)
             budget = self.failure.code == FormatErrorCode.BUDGET_EXCEEDED
             ep.status = EpisodeStatus.BUDGET_EXCEEDED if budget else EpisodeStatus.FORMAT_ERROR
-        if self.ex.task is None:
-            self._settle()  # nothing slow to run without a task: no trip through a thread
+        if self.ex.task is None or (ep.status != EpisodeStatus.OK and not self.cfg.mode.spec.traces):
+            self._settle()  # no task, or no answer to score: nothing slow, so no trip through a thread
         else:  # extracting, normalising and scoring may call math-verify: off the event loop, in one trip
             await asyncio.to_thread(self._settle)
         ep.metrics = episode_metrics(ep, self.cfg.prefill_cost)

@@ -6,10 +6,10 @@ Three measurements, on one engine:
    the event-loop thread's stack every 2 ms and says whose code it was in: ours (``asyncthink``), vLLM's
    frontend, other libraries, the event loop itself, or idle. Then the engine's own limit: the same rows
    as plain requests (each row's prompt, exactly as many tokens as the row generated, no protocol, all at
-   once). We report episodes/s for both and their ratio. Each run starts with vLLM's prefix cache emptied
-   (else the plain rows would find the prompts the batch left cached). This machine's speed drifts by a
-   tenth or more within minutes, so ``--rounds`` (4) rounds each run the batch and then its plain rows, and
-   the ratio is the mean over rounds with a 95 % bootstrap interval.
+   once). We report episodes/s for both and their ratio of tokens/s. Each run starts with vLLM's prefix
+   cache emptied (else the plain rows would find the prompts the batch left cached). This machine's speed
+   drifts by a tenth or more within minutes, so ``--rounds`` (4) rounds each run the batch and its plain
+   rows back to back, in alternating order, and the ratio is the mean over rounds with a 95 % t interval.
 2. **Prefix cache on resumes.** For every organizer request resumed after a join, the prompt tokens vLLM
    served from its prefix cache (its own ``num_cached_tokens``) over what the block size allows (the full
    blocks of the context the previous request had computed).
@@ -45,7 +45,6 @@ from asyncthink.envs import make_task  # noqa: E402
 from asyncthink.episode import Episode  # noqa: E402
 from asyncthink.eval.config import load_eval_config  # noqa: E402
 from asyncthink.eval.harness import warm_up  # noqa: E402
-from asyncthink.eval.stats import bootstrap_ci  # noqa: E402
 from asyncthink.executor import EpisodeExecutor  # noqa: E402
 from asyncthink.models import shipped_model  # noqa: E402
 from asyncthink.protocol import Role  # noqa: E402
@@ -273,20 +272,37 @@ async def main(args: argparse.Namespace) -> None:
 
 
 async def report_many(engine: Any, asy: EpisodeExecutor, problems: list[dict], n: int, rounds: int) -> None:
-    """``rounds`` rounds of AsyncThink's batch, each followed at once by its plain rows: this machine's speed
-    drifts by a tenth or more within minutes, so a ratio is only taken between runs a round apart, and the
-    figure is the mean over rounds with a bootstrap interval."""
-    ratios, core_ratios = [], []
+    """``rounds`` rounds of AsyncThink's batch and the same rows as plain requests, back to back, the batch first
+    in even rounds and second in odd ones (the plain rows of the last batch: every round runs the same seeded
+    episodes), so neither side always runs on the warmer machine. This machine's speed drifts by a tenth or
+    more within minutes: a ratio is taken only within a round, and the figure is the mean over rounds with a
+    t interval."""
+    ratios, core_ratios, run = [], [], None
     for k in range(rounds):
-        run = await many_in_flight(engine, asy, problems, n)
-        plain = await plain_rows(engine, run["episodes"])
-        ratios.append(plain["wall_s"] / run["wall_s"])
+        if k % 2 == 0:
+            run = await many_in_flight(engine, asy, problems, n)
+            plain = await plain_rows(engine, run["episodes"])
+        else:
+            plain = await plain_rows(engine, run["episodes"])
+            run = await many_in_flight(engine, asy, problems, n)
+        tokens = sum(r.generated_tokens for e in run["episodes"] for r in e.rows)
+        ratios.append((tokens / run["wall_s"]) / (plain["tokens"] / plain["wall_s"]))
         core_ratios.append(run["core_cpu_s"] / plain["core_cpu_s"])
         print_round(engine, k, n, run, plain)
-    lo, hi = bootstrap_ci(ratios, [str(k) for k in range(rounds)])
-    print(f"\nAsyncThink / plain throughput over {rounds} rounds: {statistics.mean(ratios):.3f} [{lo:.3f}, {hi:.3f}] "
-          f"(95 % bootstrap over rounds; rounds: {', '.join(f'{r:.3f}' for r in ratios)}); engine core CPU "
-          f"AsyncThink / plain: {', '.join(f'{r:.2f}' for r in core_ratios)}")
+    mean, half = t_interval(ratios)
+    print(f"\nAsyncThink / plain throughput (tokens/s) over {rounds} rounds: {mean:.3f} [{mean - half:.3f}, "
+          f"{mean + half:.3f}] (95 % t interval over rounds; rounds: {', '.join(f'{r:.3f}' for r in ratios)}); "
+          f"engine core CPU AsyncThink / plain: {', '.join(f'{r:.2f}' for r in core_ratios)}")
+
+
+T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
+
+
+def t_interval(values: list[float]) -> tuple[float, float]:
+    """Mean and half-width of its 95 % Student t interval (a bootstrap of a handful of rounds is too narrow)."""
+    n = len(values)
+    t = T975.get(n - 1, 2.0 if n <= 30 else 1.96)  # beyond 10 rounds the table's tail is close enough
+    return statistics.mean(values), t * statistics.stdev(values) / n**0.5
 
 
 def print_round(engine: Any, index: int, n: int, run: dict[str, Any], plain: dict[str, Any]) -> None:
@@ -341,4 +357,7 @@ if __name__ == "__main__":
     parser.add_argument("--block-size", type=int, default=None,
                         help="vLLM's KV block size (CPU default 128): a resume recomputes its context's last, "
                              "partial block, so smaller blocks recompute less.")
-    asyncio.run(main(parser.parse_args()))
+    args = parser.parse_args()
+    if args.rounds < 2:
+        parser.error(f"--rounds must be >= 2 (an interval needs two rounds), got {args.rounds}")
+    asyncio.run(main(args))

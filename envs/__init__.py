@@ -25,10 +25,16 @@ def task_names() -> list[str]:
 
 def make_task(name: str, **options: Any) -> Task:
     """Build a task by name; options are the task's own (see each module)."""
+    return task_factory(name)(**options)
+
+
+def task_factory(name: str) -> Callable[..., Task]:
+    """The factory registered as ``name``: picklable by reference, so a child process can build the task even
+    though ``register_task`` never ran there."""
     _load_builtin()
     if name not in _FACTORIES:
         raise ValueError(f"unknown task {name!r}; known: {sorted(_FACTORIES)}")
-    return _FACTORIES[name](**options)
+    return _FACTORIES[name]
 
 
 def _load_builtin() -> None:
@@ -42,4 +48,4 @@ def _load_builtin() -> None:
     register_task("sudoku", sudoku.make)
 
 
-__all__ = ["Problem", "Task", "make_task", "register_task", "task_names"]
+__all__ = ["Problem", "Task", "make_task", "register_task", "task_factory", "task_names"]

@@ -110,7 +110,8 @@ class EvalConfig:
     seed: int = 0
     """Sampling seed; with the problem index and sample number it fixes each episode's seed."""
     max_in_flight: int = 32
-    """Episodes running at once (one task, mode and budget at a time), over all ``processes``."""
+    """Episodes running at once (one task, mode and budget at a time); with ``processes``, each process runs up
+    to ``max_in_flight / processes`` of them, rounded up."""
     processes: int = 1
     """Processes that share each run's episodes, each with its own event loop and client of the engine
     (``asyncthink.shards``): for thousands of streams, whose client work needs more than one core. Above 1 it
@@ -151,7 +152,10 @@ class EvalConfig:
             (len(set(self.modes)) == len(self.modes), f"modes must not repeat, got {[str(m) for m in self.modes]}"),
             (self.samples >= 1, f"samples must be >= 1, got {self.samples!r}"),
             (self.max_in_flight >= 1, f"max_in_flight must be >= 1, got {self.max_in_flight!r}"),
-            (self.processes >= 1, f"processes must be >= 1, got {self.processes!r}"),
+            (
+                isinstance(self.processes, int) and not isinstance(self.processes, bool) and self.processes >= 1,
+                f"processes must be an integer >= 1, got {self.processes!r}",
+            ),
             (
                 self.processes == 1 or self.engine is None or self.engine.kind == EngineKind.OPENAI,
                 f"processes={self.processes!r} needs engine kind 'openai' (each process a client of one server), "

@@ -35,11 +35,12 @@ from typing import Any
 
 import yaml
 
+from asyncthink import envs
 from asyncthink.batch import BatchItem, make_items, run_batch
 from asyncthink.config_io import save_config, to_dict
 from asyncthink.engines import Engine, GenerateRequest, SamplingParams, build_engine
 from asyncthink.engines.base import generate_all
-from asyncthink.envs import Task, make_task
+from asyncthink.envs import Task
 from asyncthink.envs.manifest import dataset_manifest
 from asyncthink.episode import Episode, EpisodeStatus
 from asyncthink.eval.config import EvalConfig, public_config
@@ -68,7 +69,7 @@ def plan(cfg: EvalConfig) -> list[Run]:
     """Every run of the grid, tasks in config order, then budgets, then modes."""
     runs = []
     for spec in cfg.tasks:
-        task_factory = functools.partial(make_task, spec.name, **spec.options)
+        task_factory = functools.partial(envs.task_factory(spec.name), **spec.options)
         task = task_factory()
         problems = task.dataset(spec.split, cfg.task_n(spec), spec.seed)
         items = make_items(problems, cfg.task_samples(spec), cfg.seed)
@@ -151,6 +152,7 @@ async def run_eval(
     ``cfg.engine`` when there is work to do, and closed at the end.
     ``report_only``: run nothing, rebuild summary, report and plots from the records.
     """
+    _check_processes(cfg, engine)
     out, started = Path(out_dir), time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     runs = plan(cfg)
@@ -221,12 +223,20 @@ async def _run_one(cfg: EvalConfig, run: Run, items: list[BatchItem], done: dict
         store.rewrite(run.key, list(done.values()))
 
 
-def shard_spec(cfg: EvalConfig, run: Run) -> ShardSpec:
-    """What each child needs for its share of ``run``: its own client of the configured engine, the run's
-    settings and task, and its part of ``max_in_flight``."""
-    if cfg.engine is None:  # an engine the caller built cannot be handed to other processes
+def _check_processes(cfg: EvalConfig, engine: Engine | None) -> None:
+    """Child processes build their own clients from ``cfg.engine``: an engine the caller built cannot be handed
+    to them, and would only be warmed up while the episodes went elsewhere."""
+    if cfg.processes > 1 and cfg.engine is None:
         raise ValueError(f"processes={cfg.processes} needs `engine` in the config: each child process builds its "
                          "own client of it")
+    if cfg.processes > 1 and engine is not None:
+        raise ValueError(f"processes={cfg.processes} builds a client per process from `engine` in the config; "
+                         "pass no engine to run_eval")
+
+
+def shard_spec(cfg: EvalConfig, run: Run) -> ShardSpec:
+    """What each child needs for its share of ``run``: its own client of the configured engine, the run's
+    settings and task, and its part of ``max_in_flight`` (rounded up)."""
     return ShardSpec(functools.partial(build_engine, cfg.engine), run.runtime, run.task_factory,
                      max_in_flight=-(-cfg.max_in_flight // cfg.processes))
 

@@ -121,6 +121,7 @@ class FakeServer:
     async def __aenter__(self) -> FakeServer:
         app = web.Application()
         app.router.add_post("/v1/completions", self.completions)
+        app.router.add_get("/health", lambda request: web.Response(text="ok"))
         self.runner = web.AppRunner(app)
         await self.runner.setup()
         await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
@@ -209,6 +210,21 @@ async def test_a_connection_cap_makes_streams_wait_not_fail():
         outs = await asyncio.gather(*[generate_all(engine, req([1], f"h{i}", max_tokens=3)) for i in range(12)])
         await engine.close()
     assert all(ids == [40, 41, 42] for ids, _, _ in outs) and server.max_concurrent == 4
+
+
+async def test_health_checks_do_not_wait_behind_capped_streams():
+    async with FakeServer("ok", token_delay_s=0.5) as server:
+        engine = engine_for([server.url], connect_timeout_s=0.3, max_connections=2)
+        streams = [asyncio.create_task(generate_all(engine, req([1], f"k{i}", max_tokens=3))) for i in range(2)]
+        await asyncio.sleep(0.2)  # both streams hold the cap's two slots now
+        assert server.concurrent == 2 and await engine.ready()
+        await asyncio.gather(*streams)
+        await engine.close()
+
+
+def test_a_negative_connection_cap_is_refused():
+    with pytest.raises(ValueError, match="max_connections must be an integer >= 0 .* got -1"):
+        HTTPOptions(max_connections=-1)
 
 
 async def test_text_without_token_ids_is_refused():

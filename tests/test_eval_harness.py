@@ -199,13 +199,19 @@ async def test_processes_share_each_run_with_the_records_of_one(tmp_path, monkey
 def test_processes_need_an_openai_engine():
     with pytest.raises(ValueError, match="processes=2 needs engine kind 'openai'.*got 'vllm'"):
         config("processes=2", "engine={kind: vllm, model: tiny}")
-    with pytest.raises(ValueError, match="processes must be >= 1, got 0"):
+    with pytest.raises(ValueError, match="processes must be an integer >= 1, got 0"):
         config("processes=0")
+    with pytest.raises(ValueError, match="processes must be an integer >= 1, got 2.5"):
+        config("processes=2.5")
 
 
-async def test_processes_without_an_engine_config_is_a_clear_error(tmp_path):
+async def test_processes_need_an_engine_config_and_no_engine_of_the_callers(tmp_path):
     with pytest.raises(ValueError, match="processes=2 needs `engine` in the config"):
-        await run_eval(config("processes=2"), tmp_path, engine=scripted_engine(), progress=False)
+        await run_eval(config("processes=2"), tmp_path, progress=False)
+    openai = "engine={kind: openai, base_urls: ['http://127.0.0.1:9']}"
+    with pytest.raises(ValueError, match="processes=2 builds a client per process .* pass no engine"):
+        await run_eval(config("processes=2", openai), tmp_path, engine=scripted_engine(), progress=False)
+    assert not (tmp_path / "config.yaml").exists()  # refused before anything was written
 
 
 async def test_no_engine_is_a_clear_error(tmp_path):

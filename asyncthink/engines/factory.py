@@ -47,7 +47,7 @@ class EngineConfig:
     connect_timeout_s: float = 10.0
     """``openai``: seconds to connect."""
     max_connections: int = 0
-    """``openai``: connections open at once, so streams in flight, over all servers; 0 for no limit."""
+    """``openai``: streams open at once over all servers, in each process; 0 for no limit (the rest wait)."""
     read_timeout_s: float = 300.0
     """``openai``: seconds without data before a request fails."""
     retries: int = 3

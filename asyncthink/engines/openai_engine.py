@@ -4,9 +4,10 @@ Works against ``python -m vllm.entrypoints.openai.api_server`` and any server
 with the same API that returns generated token ids (vLLM's
 ``return_token_ids``, or ``return_tokens_as_token_ids`` in logprobs). One or
 many base URLs: each request goes to the URL with the fewest requests in
-flight. One shared ``aiohttp.ClientSession`` with no cap on connections by
-default (each stream holds one for its whole life, and aiohttp's default of
-100 made the 101st stream wait, then fail); connect and read timeouts;
+flight. One shared ``aiohttp.ClientSession`` with no cap on connections (each
+stream holds one for its whole life, and aiohttp's default of 100 made the
+101st stream wait, then fail; ``max_connections`` caps streams instead, and
+the rest wait); connect and read timeouts;
 connection errors and 5xx answers are retried with exponential backoff only
 before the first token arrived (after that, a retry would duplicate tokens);
 the last failure is raised as a classified ``EngineError``, never a hang.
@@ -19,6 +20,7 @@ are reported).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 from collections.abc import AsyncIterator
@@ -57,8 +59,12 @@ class HTTPOptions:
     weights_dir: str | None = None
     """A folder the servers can read: ``load_weights`` writes new weights there for them to reload."""
     max_connections: int = 0
-    """Connections open at once over all servers; 0 for no limit. A streamed request holds its connection until
-    it ends, so this caps the streams in flight: requests beyond it wait for a connection to free up."""
+    """Streams open at once over all servers (each holds a connection until it ends); 0 for no limit. Requests
+    beyond it wait for a stream to end; health checks and weight reloads never wait on them."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.max_connections, int) or self.max_connections < 0:
+            raise ValueError(f"max_connections must be an integer >= 0 (0: no limit), got {self.max_connections!r}")
 
 
 class OpenAIEngine(Engine):
@@ -85,6 +91,8 @@ class OpenAIEngine(Engine):
         self.in_flight = dict.fromkeys(self.base_urls, 0)
         self._rr = itertools.count()
         self._session: aiohttp.ClientSession | None = None
+        cap = self.options.max_connections
+        self._slots: Any = asyncio.Semaphore(cap) if cap else contextlib.nullcontext()
 
     @classmethod
     async def create(
@@ -108,7 +116,7 @@ class OpenAIEngine(Engine):
             # sock_connect, not connect: aiohttp's connect timeout also counts the wait for a free connection
             timeout = aiohttp.ClientTimeout(total=None, sock_connect=o.connect_timeout_s, sock_read=o.read_timeout_s)
             headers = {"Authorization": f"Bearer {o.api_key}"} if o.api_key else {}
-            connector = aiohttp.TCPConnector(limit=o.max_connections, limit_per_host=0)
+            connector = aiohttp.TCPConnector(limit=0, limit_per_host=0)  # the cap is _slots, for streams only
             self._session = aiohttp.ClientSession(timeout=timeout, headers=headers, connector=connector)
         return self._session
 
@@ -179,7 +187,7 @@ class OpenAIEngine(Engine):
     async def _stream(self, url: str, body: dict[str, Any], state: _StreamState) -> AsyncIterator[Delta]:
         endpoint = f"{url}/v1/completions"
         try:
-            async with self._client().post(endpoint, json=body) as resp:
+            async with self._slots, self._client().post(endpoint, json=body) as resp:
                 if resp.status != 200:
                     raise _http_error(resp.status, await resp.text(), endpoint)
                 async for line in resp.content:
