@@ -10,7 +10,8 @@ with joins written as in the protocol (``A<JOIN-1>B``): a request resumed after
 requests so tests can check aborts. With ``push_native`` its ``stream_to``
 works as vLLM's output loop does: requests produce into one outbox, and one
 dispatcher task hands every delta to its consumer, so consumers run outside the
-task that waits for them.
+task that waits for them. ``loop_gaps`` measures how long the event loop was
+held, for tests that something slow runs off it.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import asyncio
 import functools
 import re
 from collections.abc import AsyncIterator, Callable
-from contextlib import aclosing
+from contextlib import aclosing, asynccontextmanager
 
 from asyncthink.engines.base import Engine, clamp_to_context
 from asyncthink.engines.types import Delta, Final, FinishReason, GenerateRequest
@@ -28,6 +29,28 @@ from asyncthink.protocol import protocol_tags
 EOS = "<|im_end|>"
 _JOIN_SPLIT = re.compile(r"(?<=<JOIN-\d>)|(?<=<JOIN-\d\d>)")
 _APPENDED = re.compile(r"(<JOIN-(\d+)>).*?</JOIN-\2>", re.S)  # a join and the return the runtime appended
+
+
+@asynccontextmanager
+async def loop_gaps(every_s: float = 0.005) -> AsyncIterator[list[float]]:
+    """The gaps between wake-ups of a task that sleeps ``every_s`` at a time, while the block runs: a gap much
+    longer than ``every_s`` is the event loop held by something else."""
+    gaps: list[float] = []
+
+    async def tick() -> None:
+        loop = asyncio.get_running_loop()
+        last = loop.time()
+        while True:
+            await asyncio.sleep(every_s)
+            gaps.append(loop.time() - last)
+            last = loop.time()
+
+    ticker = asyncio.create_task(tick())
+    try:
+        yield gaps
+    finally:
+        ticker.cancel()
+        await asyncio.gather(ticker, return_exceptions=True)
 
 
 class _Lazy(dict):

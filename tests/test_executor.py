@@ -15,7 +15,7 @@ from asyncthink.executor import EpisodeExecutor
 from asyncthink.metrics import episode_metrics
 from asyncthink.runtime_config import Mode, RuntimeConfig
 from asyncthink.task import Task
-from tests.fakes import CharTokenizer, ScriptedEngine
+from tests.fakes import CharTokenizer, ScriptedEngine, loop_gaps
 
 # every test runs on each path: (whole deltas at once, tags as text, tokens per delta, deltas pushed by the engine)
 PATHS = {"per_token": (False, False, 1, False), "bulk": (True, False, 5, False), "text_tags": (True, True, 5, False),
@@ -295,19 +295,10 @@ class SlowScorer(Task):
 
 @pytest.mark.paths("push")
 async def test_scoring_runs_off_the_event_loop():
-    task, gaps = SlowScorer(), []
-
-    async def ticker():
-        last = time.perf_counter()
-        while True:
-            await asyncio.sleep(0.01)
-            gaps.append(time.perf_counter() - last)
-            last = time.perf_counter()
-
-    ticks = asyncio.create_task(ticker())
+    task = SlowScorer()
     executor = EpisodeExecutor(ScriptedEngine(TWO), RuntimeConfig(), task)
-    eps = await asyncio.gather(*(executor.run({"question": "Q", "id": f"p{k}"}) for k in range(4)))
-    ticks.cancel()
+    async with loop_gaps(0.01) as gaps:
+        eps = await asyncio.gather(*(executor.run({"question": "Q", "id": f"p{k}"}) for k in range(4)))
     assert [ep.score for ep in eps] == [1.0] * 4
     assert max(gaps) < 0.15  # four blocking 0.2 s scorers, and the loop never waited on one
     assert threading.get_ident() not in task.threads
