@@ -149,10 +149,12 @@ async def run_eval(
     """Run what is missing of ``cfg`` into ``out_dir`` and return the summary.
 
     ``engine``: an engine already built (it stays open); else one is built from
-    ``cfg.engine`` when there is work to do, and closed at the end.
+    ``cfg.engine`` when there is work to do, and closed at the end. With
+    ``cfg.processes`` above 1, pass none: each child builds its own client from ``cfg.engine``.
     ``report_only``: run nothing, rebuild summary, report and plots from the records.
     """
-    _check_processes(cfg, engine)
+    if not report_only:
+        _check_processes(cfg, engine)
     out, started = Path(out_dir), time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     runs = plan(cfg)
