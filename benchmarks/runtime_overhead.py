@@ -327,15 +327,22 @@ async def measure(size: int, d: float, forks: int, worker_len: int, org_len: int
     finally:
         IncrementalDetokenizer.bulk = True
     await engine.close()
+    figures = wall_figures(episodes, size, forks, d, total)
+    engine_cpu = await plain_requests_cpu(scripts, d, engine.requests, engine.reads, path)
+    runtime_cpu = cpu - engine_cpu
+    return figures | {"tokens": engine.tokens, "tokens_per_delta": engine.tokens / engine.deltas,
+                      "runtime_cpu_s": runtime_cpu, "runtime_us_per_token": 1e6 * runtime_cpu / engine.tokens,
+                      "cpu_s": cpu, "engine_cpu_s": engine_cpu}
+
+
+def wall_figures(episodes: list, size: int, forks: int, d: float, batch_wall_s: float) -> dict[str, Any]:
+    """Every episode ``ok`` (else the run is refused), and wall-clock against each one's ideal."""
     statuses = Counter(str(e.status) for e in episodes)
     assert statuses == {"ok": size}, statuses
-    engine_cpu = await plain_requests_cpu(scripts, d, engine.requests, engine.reads, path)
     ratios = [e.wall_s / (e.metrics["latency"] * d) for e in episodes]
     return {"size": size, "forks": forks, "latency": episodes[0].metrics["latency"], "statuses": dict(statuses),
-            "ratio_mean": statistics.mean(ratios), "ratio_max": max(ratios), "batch_wall_s": total,
-            "episode_wall_s": statistics.mean(e.wall_s for e in episodes), "tokens": engine.tokens,
-            "tokens_per_delta": engine.tokens / engine.deltas, "runtime_cpu_s": cpu - engine_cpu,
-            "runtime_us_per_token": 1e6 * (cpu - engine_cpu) / engine.tokens, "cpu_s": cpu, "engine_cpu_s": engine_cpu}
+            "ratio_mean": statistics.mean(ratios), "ratio_max": max(ratios), "batch_wall_s": batch_wall_s,
+            "episode_wall_s": statistics.mean(e.wall_s for e in episodes)}
 
 
 async def measure_sharded(size: int, d: float, forks: int, worker_len: int, org_len: int,
@@ -348,13 +355,8 @@ async def measure_sharded(size: int, d: float, forks: int, worker_len: int, org_
     cpu0, t0 = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
     episodes = await run_sharded(spec, items, processes)
     total, cpu1 = time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_CHILDREN)
-    statuses = Counter(str(e.status) for e in episodes)
-    assert statuses == {"ok": size}, statuses
-    ratios = [e.wall_s / (e.metrics["latency"] * d) for e in episodes]
-    return {"size": size, "forks": forks, "latency": episodes[0].metrics["latency"], "statuses": dict(statuses),
-            "ratio_mean": statistics.mean(ratios), "ratio_max": max(ratios), "batch_wall_s": total,
-            "episode_wall_s": statistics.mean(e.wall_s for e in episodes),
-            "children_cpu_s": (cpu1.ru_utime + cpu1.ru_stime) - (cpu0.ru_utime + cpu0.ru_stime)}
+    return wall_figures(episodes, size, forks, d, total) | {
+        "children_cpu_s": (cpu1.ru_utime + cpu1.ru_stime) - (cpu0.ru_utime + cpu0.ru_stime)}
 
 
 async def plain_requests_cpu(scripts: dict[str, str], d: float, requests: list[GenerateRequest],
