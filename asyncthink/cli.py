@@ -58,3 +58,14 @@ def _register_commands() -> None:
 
 
 _register_commands()
+
+
+def run() -> None:
+    """The ``asyncthink`` command: the app, with a misconfigured upstream server reported without a traceback."""
+    from asyncthink.engines.upstream import UpstreamConfigError
+
+    try:
+        app()
+    except UpstreamConfigError as exc:
+        typer.echo(f"Error: {exc}", err=True)
+        raise SystemExit(2) from None

@@ -12,7 +12,7 @@ def solve(
     question: str = typer.Argument(..., help="The question (or problem statement) to solve."),
     model: str = typer.Option(None, help="Model folder or name (for --engine openai: the served name, optional)."),
     engine: str = typer.Option("vllm", help="vllm | openai | hf"),
-    base_url: list[str] = typer.Option([], help="OpenAI-compatible server URL (repeat for several)."),
+    base_url: list[str] = typer.Option([], help="OpenAI-compatible server URL, /v1 optional (repeatable)."),
     tokenizer: str = typer.Option(None, help="Tokenizer folder or name (defaults to the model)."),
     mode: str = typer.Option("asyncthink", help="asyncthink | sequential | parallel"),
     capacity: int = typer.Option(4, help="Pool size: organizer + capacity-1 workers."),

@@ -53,6 +53,11 @@ GREEDY_TOKENS = 48
 NUMBERS, TARGET, REQUIRED, CAPACITY = [4, 7, 3], 25, 2, 4  # a fixed held-in-style countdown question
 
 
+def rollout_urls(urls: list[str]) -> list[str]:
+    """The trainer's URLs, the first written the OpenAI way (``.../v1``), the rest as roots: both must work."""
+    return [urls[0] + "/v1", *urls[1:]]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind((HOST, 0))
@@ -197,7 +202,7 @@ def main() -> int:
             f"prompts_per_step={args.prompts_per_step}", f"learning_rate={args.learning_rate}",
             "save_every=1000", "progress=false", "tensorboard=false", "cpu=true", "resume=false",
             "runtime.mode=asyncthink",
-            "engine.kind=openai", f"engine.base_urls={json.dumps(urls)}",
+            "engine.kind=openai", f"engine.base_urls={json.dumps(rollout_urls(urls))}",
             f"engine.weights_dir={json.dumps(str(weights))}", "engine.read_timeout_s=300",
             "engine.connect_timeout_s=10",
         ]

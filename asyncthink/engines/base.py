@@ -60,6 +60,10 @@ class Engine(ABC):
         """Whether the engine can serve requests now (a server's ``/health`` reports it)."""
         return True
 
+    def not_ready_reason(self) -> str | None:
+        """Why the last ``ready`` check failed, in one line (None when it did not, or the engine cannot say)."""
+        return None
+
     async def close(self) -> None:  # noqa: B027 - engines without resources need not override it
         """Abort in-flight requests and release processes, sessions and memory."""
 

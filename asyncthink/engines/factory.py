@@ -8,6 +8,7 @@ from typing import Any
 
 from asyncthink.config_io import require
 from asyncthink.engines.base import Engine
+from asyncthink.engines.upstream import normalize_base_url
 
 
 class EngineKind(StrEnum):
@@ -25,7 +26,8 @@ class EngineConfig:
     model: str | None = None
     """Model folder or hub name. For ``openai``, the served model name (asked from the server if unset)."""
     base_urls: list[str] = field(default_factory=list)
-    """``openai`` only: server base URLs, e.g. ``http://127.0.0.1:8000``."""
+    """``openai`` only: server base URLs, as the server root or ending in ``/v1`` (``http://127.0.0.1:8000`` and
+    ``http://127.0.0.1:8000/v1`` are the same server); stored as the root."""
     tokenizer: str | None = None
     """Tokenizer folder or name; defaults to ``model``."""
     dtype: str = "auto"
@@ -61,6 +63,7 @@ class EngineConfig:
 
     def __post_init__(self) -> None:
         self.kind = EngineKind(self.kind)
+        self.base_urls = [normalize_base_url(url) for url in self.base_urls]
         require(
             (
                 not (self.kind == EngineKind.OPENAI and not self.base_urls),

@@ -10,7 +10,13 @@ stream holds one for its whole life, and aiohttp's default of 100 made the
 the rest wait); connect and read timeouts;
 connection errors and 5xx answers are retried with exponential backoff only
 before the first token arrived (after that, a retry would duplicate tokens);
-the last failure is raised as a classified ``EngineError``, never a hang.
+the last failure is raised as a classified ``EngineError``, never a hang. A
+404 is a configuration error (wrong base URL or model), never retried.
+
+Base URLs may be written as the server root or ending in ``/v1``
+(``asyncthink.engines.upstream``); ``create`` checks every server once before
+the engine is used: a server that is down is a warning, one that answers
+wrongly stops start-up with the URL tried and the fix.
 
 Start vLLM servers with ``--logprobs-mode processed_logprobs`` (so logprobs are
 those sampled from) and ``--enable-prompt-tokens-details`` (so prefix-cache hits
@@ -23,6 +29,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +46,16 @@ from asyncthink.engines.types import (
     GenerateRequest,
     SamplingParams,
 )
+from asyncthink.engines.upstream import (
+    UpstreamCheck,
+    UpstreamConfigError,
+    UpstreamProblem,
+    check_upstream,
+    normalize_base_url,
+)
+
+logger = logging.getLogger(__name__)
+PROBE_IDS = [0]  # the start-up check's prompt: id 0 exists in every vocabulary, and no tokenizer is needed yet
 
 
 @dataclass
@@ -83,7 +100,7 @@ class OpenAIEngine(Engine):
     ) -> None:
         if not base_urls:
             raise ValueError("the HTTP engine needs at least one base URL")
-        self.base_urls = [u.rstrip("/") for u in base_urls]
+        self.base_urls = [normalize_base_url(u) for u in base_urls]
         self.model = model
         self.tokenizer = tokenizer
         self.max_model_len = max_model_len or 0
@@ -93,20 +110,51 @@ class OpenAIEngine(Engine):
         self._session: aiohttp.ClientSession | None = None
         cap = self.options.max_connections
         self._slots: Any = asyncio.Semaphore(cap) if cap else contextlib.nullcontext()
+        self._problems: dict[str, str] = {}  # url -> why its last check failed, for /health
 
     @classmethod
     async def create(
         cls, base_urls: list[str], model: str | None = None, tokenizer: str | None = None, **kw: Any
     ) -> OpenAIEngine:
-        """Ask the first server for its model name and context length; load the tokenizer locally."""
+        """Check every server once (``check_upstreams``), take the model name and context length from the
+        servers when not given, and load the tokenizer locally."""
         from transformers import AutoTokenizer
 
         engine = cls(base_urls, model or "", None, **kw)
-        served, max_len = await engine._probe_models()
-        engine.model = model or served
-        engine.max_model_len = engine.max_model_len or max_len
-        engine.tokenizer = AutoTokenizer.from_pretrained(tokenizer or engine.model)
+        try:
+            served = await engine.check_upstreams(model)
+            engine.model = model or served.models[0]
+            engine.max_model_len = engine.max_model_len or served.max_model_len
+            engine.tokenizer = AutoTokenizer.from_pretrained(tokenizer or engine.model)
+        except BaseException:
+            await engine.close()
+            raise
         return engine
+
+    async def check_upstreams(self, model: str | None) -> UpstreamCheck:
+        """Check each server; warn for each that is down; raise ``UpstreamConfigError`` for any that answers
+        wrongly, or when none answers and the model name is unknown. Returns the first server that answered
+        (a stand-in naming ``model`` when every one is down)."""
+        timeout = self.options.connect_timeout_s + 20.0  # a cold server's first token can take seconds
+        checks = await asyncio.gather(*(check_upstream(self._client(), u, model, PROBE_IDS, timeout)
+                                         for u in self.base_urls))
+        served = next((c for c in checks if c.ok), None)
+        if served is not None and model is None:  # every server must serve the name the first one gave
+            for check in checks:
+                if check.ok and served.models[0] not in check.models:
+                    check.problem = UpstreamProblem.MODEL_MISSING
+                    check.detail = (f"{check.url} serves {check.models}, {served.url} serves {served.models[0]!r}:"
+                                    f" every server must serve the same model")
+        _raise_for_fatal(checks)
+        for check in checks:
+            if not check.ok:
+                self._problems[check.url] = check.detail
+                logger.warning("upstream server down at start: %s (requests to it fail until it answers)",
+                               check.detail)
+        if served is None and model is None:
+            raise UpstreamConfigError(f"no upstream server answered, so the model name is unknown: "
+                                      f"{'; '.join(c.detail for c in checks)}; name the model to start anyway")
+        return served or UpstreamCheck(self.base_urls[0], models=[model or ""])
 
     # ------------------------------------------------------------ HTTP plumbing
 
@@ -119,16 +167,6 @@ class OpenAIEngine(Engine):
             connector = aiohttp.TCPConnector(limit=0, limit_per_host=0)  # the cap is _slots, for streams only
             self._session = aiohttp.ClientSession(timeout=timeout, headers=headers, connector=connector)
         return self._session
-
-    async def _probe_models(self) -> tuple[str, int]:
-        url = f"{self.base_urls[0]}/v1/models"
-        try:
-            async with self._client().get(url) as resp:
-                data = await resp.json()
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise EngineError(EngineErrorKind.CONNECTION, f"GET {url}: {exc!r}") from exc
-        first = (data.get("data") or [{}])[0]
-        return first.get("id", ""), int(first.get("max_model_len") or 0)
 
     def _pick_url(self) -> str:
         least = min(self.in_flight.values())
@@ -252,13 +290,24 @@ class OpenAIEngine(Engine):
         checks = await asyncio.gather(*(self._healthy(u) for u in self.base_urls))
         return any(checks)
 
+    def not_ready_reason(self) -> str | None:
+        """Why each server failed its last health check (None if none did)."""
+        return "; ".join(self._problems[u] for u in self.base_urls if u in self._problems) or None
+
     async def _healthy(self, url: str) -> bool:
         timeout = aiohttp.ClientTimeout(total=self.options.connect_timeout_s)
+        endpoint = f"{url}/health"
         try:
-            async with self._client().get(f"{url}/health", timeout=timeout) as resp:
-                return resp.status == 200
-        except (TimeoutError, aiohttp.ClientError, ConnectionError):
-            return False
+            async with self._client().get(endpoint, timeout=timeout) as resp:
+                if resp.status == 200:
+                    self._problems.pop(url, None)
+                    return True
+                self._problems[url] = f"GET {endpoint} answered {resp.status}"
+        except TimeoutError:
+            self._problems[url] = f"GET {endpoint}: no answer within {self.options.connect_timeout_s}s"
+        except (aiohttp.ClientError, ConnectionError) as exc:
+            self._problems[url] = f"GET {endpoint}: {type(exc).__name__}: {exc}"
+        return False
 
     async def close(self) -> None:
         if self._session is not None:
@@ -315,6 +364,12 @@ class _StreamState:
 _FINISH = {"stop": FinishReason.STOP, "length": FinishReason.LENGTH, "abort": FinishReason.ABORT}
 
 
+def _raise_for_fatal(checks: list[UpstreamCheck]) -> None:
+    fatal = [c.detail for c in checks if c.fatal]
+    if fatal:
+        raise UpstreamConfigError("upstream server misconfigured: " + "; ".join(fatal))
+
+
 def _token_ids(choice: dict[str, Any]) -> list[int]:
     if choice.get("token_ids") is not None:
         return [int(t) for t in choice["token_ids"]]
@@ -334,6 +389,9 @@ def _http_error(status: int, text: str, endpoint: str) -> EngineError:
     message = f"{endpoint} answered {status}: {text[:500]}"
     if status >= 500:
         return EngineError(EngineErrorKind.SERVER, message)
+    if status == 404:
+        return EngineError(EngineErrorKind.NOT_FOUND, f"{message}; check the base URL (the server root or .../v1) "
+                                                      f"and the model name")
     if "context length" in text or "maximum model length" in text or "too long" in text:
         return EngineError(EngineErrorKind.CONTEXT_LENGTH, message)
     return EngineError(EngineErrorKind.BAD_REQUEST, message)

@@ -31,8 +31,10 @@ class EngineErrorKind(StrEnum):
     TIMEOUT = "timeout"  # no response within the configured time
     CONTEXT_LENGTH = "context_length"  # prompt does not fit the model's context
     BAD_REQUEST = "bad_request"  # the engine rejected the request (4xx)
+    NOT_FOUND = "not_found"  # a server has no such path or model (404): a wrong base URL or model, never retried
     SERVER = "server"  # the engine failed (5xx, dead engine process)
     CLOSED = "closed"  # the engine was shut down
+    ABORTED = "aborted"  # the engine ended a request itself (finish reason ``abort``: preempted, aborted elsewhere)
 
 
 class EngineError(RuntimeError):

@@ -46,6 +46,7 @@ NO_WAIT_BYTES = 16 * 1024
 ENGINE_ERRORS = {  # engine failure kind -> (status, code) a client sees; details go to the log only
     EngineErrorKind.TIMEOUT: (504, "engine_timeout"),
     EngineErrorKind.CONNECTION: (502, "engine_unavailable"),
+    EngineErrorKind.NOT_FOUND: (502, "upstream_not_found"),  # a wrong upstream URL or model name
 }
 EXECUTOR_CACHE = 32  # executors keep per-tokenizer tag caches: reuse them across requests with equal settings
 
@@ -86,6 +87,8 @@ class Server:
         ready = await self._engine_ready()
         status = "draining" if adm.draining else "ok" if ready else "engine_unavailable"
         body = {"status": status, "engine_ready": ready, "running": adm.running, "queued": adm.waiting}
+        if not ready:
+            body["reason"] = self.engine.not_ready_reason() or "the engine is not ready"
         return web.json_response(body, status=200 if status == "ok" else 503)
 
     async def _engine_ready(self) -> bool:

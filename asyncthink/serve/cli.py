@@ -20,7 +20,9 @@ import typer
 def serve(
     model: str = typer.Option(None, help="Model folder or name (for --engine openai: the upstream served name)."),
     engine: str = typer.Option(None, help="vllm | openai | hf (default vllm)."),
-    base_url: list[str] = typer.Option([], help="--engine openai: upstream server URL (repeat for several)."),
+    base_url: list[str] = typer.Option(
+        [], help="--engine openai: upstream server URL, e.g. http://127.0.0.1:8001/v1 (/v1 optional; repeatable)."
+    ),
     tokenizer: str = typer.Option(None, help="Tokenizer folder or name (defaults to the model)."),
     dtype: str = typer.Option(None, help="Weights dtype for vllm and hf (default auto)."),
     max_model_len: int = typer.Option(None, help="Context length (defaults to the model's)."),
