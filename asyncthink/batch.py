@@ -1,7 +1,9 @@
 """Run many episodes at once (problems x samples) under a global in-flight limit.
 
 Each episode that raises (a bug, not a format error: those are records) is
-recorded as an ``error`` episode and the batch goes on. A rich progress bar
+recorded as an ``error`` episode of kind ``internal`` (``Episode.outcome``
+``runtime_error``), its traceback logged once per distinct error and kept in
+the record, and the batch goes on. A rich progress bar
 shows episodes done and the running mean score. ``on_episode`` sees each
 record as it finishes (the evaluator appends it to JSONL there, which is what
 makes runs resumable). The batch runs under ``serving_gc``: full garbage
@@ -18,8 +20,8 @@ from typing import Any
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from asyncthink.episode import Episode, EpisodeStatus
-from asyncthink.executor import EpisodeExecutor
+from asyncthink.episode import INTERNAL_ERROR, Episode, EpisodeStatus
+from asyncthink.executor import EpisodeExecutor, report_runtime_error
 from asyncthink.gc_tuning import serving_gc
 
 
@@ -79,11 +81,13 @@ async def _run_one(executor: EpisodeExecutor, item: BatchItem) -> Episode:
         return await executor.run(item.problem, seed=item.seed, episode_id=item.episode_id)
     except asyncio.CancelledError:
         raise
-    except Exception as exc:  # a bug in one episode must not stop the batch
+    except Exception as exc:  # a bug in one episode must not stop the batch; the trainer counts it
+        trace = report_runtime_error(exc, f"episode {item.episode_id}")
         return Episode(
             episode_id=item.episode_id, mode=str(executor.config.mode), question=str(item.problem.get("question")),
             problem_id=str(item.problem.get("id")), status=EpisodeStatus.ERROR, error=f"{type(exc).__name__}: {exc}",
-            task=getattr(executor.task, "name", None), info={"seed": item.seed},
+            error_kind=INTERNAL_ERROR, task=getattr(executor.task, "name", None),
+            info={"seed": item.seed, "traceback": trace},
         )
 
 

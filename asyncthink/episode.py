@@ -42,6 +42,25 @@ class EpisodeStatus(StrEnum):
 FORMAT_FAILURES = (EpisodeStatus.FORMAT_ERROR, EpisodeStatus.BUDGET_EXCEEDED)
 """Statuses that are the policy's failure (rewarded ``r_format_error``); ``error`` is nobody's."""
 
+INTERNAL_ERROR = "internal"
+"""``error_kind`` of an exception inside the runtime itself (a bug), beside the engine's ``EngineErrorKind``s."""
+
+
+class Outcome(StrEnum):
+    """How an episode ended, for counting: its ``EpisodeStatus``, with ``error`` split by cause.
+
+    Both kinds of ``error`` keep the record's status ``error``, so everything that leaves infrastructure
+    failures out (the reward's ``trainable``, the evaluator's timing, the server's error replies) treats
+    them alike; the outcome tells a failing engine from a bug of ours when they are counted (the RL log's
+    ``status/error`` and ``status/runtime_error``).
+    """
+
+    OK = "ok"
+    FORMAT_ERROR = "format_error"
+    BUDGET_EXCEEDED = "budget_exceeded"
+    ERROR = "error"  # the engine failed: an ``EngineError``, or a request it ended with ``abort`` or ``error``
+    RUNTIME_ERROR = "runtime_error"  # an exception inside the runtime (``error_kind`` ``internal``)
+
 
 @dataclass
 class RowEvent:
@@ -133,7 +152,8 @@ class Episode:
     wall_s: float = 0.0
     error: str | None = None
     error_kind: str | None = None
-    """For status ``error``: the ``EngineErrorKind`` of an engine failure, else ``"internal"``."""
+    """For status ``error``: the ``EngineErrorKind`` of an engine failure, else ``"internal"`` (a runtime
+    exception; its traceback is in ``info["traceback"]``)."""
     info: dict[str, Any] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
 
@@ -158,6 +178,12 @@ class Episode:
     @property
     def error_codes(self) -> list[str]:
         return [str(e.code) for e in self.format_errors]
+
+    @property
+    def outcome(self) -> Outcome:
+        if self.status == EpisodeStatus.ERROR and self.error_kind == INTERNAL_ERROR:
+            return Outcome.RUNTIME_ERROR
+        return Outcome(str(self.status))
 
     @property
     def has_format_error(self) -> bool:

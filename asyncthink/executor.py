@@ -14,7 +14,15 @@ so thousands of streams cost no task switch per token.
 
 The first format error or budget breach ends the episode: every worker still
 running is cancelled (its engine request aborted) and awaited, and the record
-says why. Engine failures end it with status ``error``. Nothing raises out of
+says why. Failures that are not the policy's end it with status ``error``:
+an engine failure (an ``EngineError``, or a request the engine itself ended
+with finish reason ``abort`` or ``error``: a row cut short by the engine is
+never read as the policy's missing answer), with ``error_kind`` the engine's
+``EngineErrorKind``; or an exception inside the runtime (a bug in the
+executor, an engine or a task's answer extraction and scoring), with
+``error_kind`` ``internal`` (``Episode.outcome`` is then ``runtime_error``).
+A runtime exception's traceback is kept in ``info["traceback"]`` and logged
+once per distinct error (``report_runtime_error``). Nothing raises out of
 ``run`` except the caller's own cancellation, and no task outlives its episode.
 
 An optional observer (``run(..., on_event=f)``) sees the episode as it happens:
@@ -31,6 +39,7 @@ import bisect
 import hashlib
 import logging
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import repeat
@@ -47,7 +56,16 @@ from asyncthink.engines.types import (
     GenerateRequest,
     SamplingParams,
 )
-from asyncthink.episode import Episode, EpisodeStatus, EventKind, RequestSpan, Row, RowEvent, RowFormatError
+from asyncthink.episode import (
+    INTERNAL_ERROR,
+    Episode,
+    EpisodeStatus,
+    EventKind,
+    RequestSpan,
+    Row,
+    RowEvent,
+    RowFormatError,
+)
 from asyncthink.metrics import episode_metrics
 from asyncthink.prompts import organizer_messages, render, sequential_messages, worker_messages
 from asyncthink.protocol import (
@@ -70,6 +88,27 @@ from asyncthink.task import Task
 logger = logging.getLogger(__name__)
 ENGINE_STALL_FRACTION = 0.5  # no token in this last part of the wall time: the engine stalled, not the policy
 OFF_LOOP_CHARS = 16_384  # questions longer than this are tokenized in a thread
+ENGINE_ENDED = (FinishReason.ABORT, FinishReason.ERROR)  # finishes the engine chose, not the policy
+_LOGGED_ERRORS: set[tuple[str, str, int]] = set()  # runtime errors whose traceback this process has logged
+
+
+def report_runtime_error(exc: BaseException, where: str) -> str:
+    """Log ``exc`` with its traceback the first time this process meets it; return the traceback text.
+
+    Errors are the same when they have the same type and were raised at the same place (file and line of
+    the innermost frame): a bug that every episode of an RL step hits logs one traceback, not one per
+    episode; the repeats log one line at DEBUG level. The count per step is the trainer's (``runtime_error``).
+    """
+    text = "".join(traceback.format_exception(exc))
+    frames = traceback.extract_tb(exc.__traceback__)
+    key = (type(exc).__qualname__, frames[-1].filename, frames[-1].lineno or 0) if frames else (
+        type(exc).__qualname__, "", 0)
+    if key in _LOGGED_ERRORS:
+        logger.debug("runtime error again in %s: %s: %s", where, type(exc).__name__, exc)
+    else:
+        _LOGGED_ERRORS.add(key)
+        logger.error("runtime error in %s (its traceback is logged once per process):\n%s", where, text)
+    return text
 
 
 class EpisodeFailure(Exception):
@@ -286,6 +325,8 @@ class _Episode:
         """One trace's engine failure costs that trace; the episode is an error only if every trace failed so."""
         row.finish_reason = "error"
         self.ep.info.setdefault("trace_errors", {})[row.row_id] = f"{type(exc).__name__}: {exc}"
+        if not isinstance(exc, EngineError):
+            report_runtime_error(exc, f"episode {self.ep.episode_id}, trace {row.row_id}")
         if len(self.ep.info["trace_errors"]) == len(self.top_tasks):
             self._fail_crash(exc)
 
@@ -472,6 +513,10 @@ class _Episode:
     def _end_row(self, st: _RowState, final: Final | None) -> None:
         row = st.row
         row.finish_reason = str(final.finish_reason) if final else "abort"
+        if final is None or final.finish_reason in ENGINE_ENDED:
+            # the engine cut the row short: its missing answer or return is the engine's doing, not a format
+            # error to train on
+            raise _engine_ended(row, final)
         errors = [e for e in st.parser.finish() if isinstance(e, FormatError)]
         done = (row.role == Role.ORGANIZER and row.row_id in self.answers) or st.returned_ids is not None
         if final is not None and final.finish_reason == FinishReason.LENGTH and not done:
@@ -564,9 +609,11 @@ class _Episode:
     async def _finalize(self) -> None:
         ep = self.ep
         ep.wall_s = self.now()
-        if self.crash is not None:
+        if isinstance(self.crash, EngineError):
             ep.status, ep.error = EpisodeStatus.ERROR, f"{type(self.crash).__name__}: {self.crash}"
-            ep.error_kind = str(self.crash.kind) if isinstance(self.crash, EngineError) else "internal"
+            ep.error_kind = str(self.crash.kind)
+        elif self.crash is not None:
+            self._runtime_error(self.crash)
         elif self.failure is not None:
             ep.format_errors.append(self.failure)
             budget = self.failure.code == FormatErrorCode.BUDGET_EXCEEDED
@@ -587,9 +634,17 @@ class _Episode:
                 ep.answer = self.answers.get("0")
                 self._require_answer()
         except Exception as exc:  # a broken task is recorded, never raised out of the episode
-            logger.warning("choosing the answer of episode %s failed: %r", ep.episode_id, exc)
-            ep.info["answer_error"] = repr(exc)
+            self._runtime_error(exc)
         self._score()
+
+    def _runtime_error(self, exc: Exception) -> None:
+        """An exception inside the runtime (a bug, not the policy's doing): status ``error``, kind ``internal``."""
+        ep = self.ep
+        trace = report_runtime_error(exc, f"episode {ep.episode_id}")
+        if ep.status == EpisodeStatus.ERROR:
+            return  # the first failure is the cause; a later one (the scorer, after the answer failed) a symptom
+        ep.status, ep.error, ep.error_kind = EpisodeStatus.ERROR, f"{type(exc).__name__}: {exc}", INTERNAL_ERROR
+        ep.info["traceback"] = trace
 
     def _require_answer(self) -> None:
         """DESIGN's ``no_answer``: an empty ``<ANSWER></ANSWER>``, or one the task extracts nothing from."""
@@ -626,9 +681,9 @@ class _Episode:
             ep.extracted = task.extract_answer(ep.answer)
             ep.score = float(task.score(ep.extracted, self.problem))
             ep.info["details"] = task.details(ep.extracted, self.problem)
-        except Exception as exc:  # a broken scorer scores 0 and is recorded; it never fails a batch
-            logger.warning("scoring episode %s failed: %r", ep.episode_id, exc)
-            ep.score, ep.info["score_error"] = 0.0, repr(exc)
+        except Exception as exc:  # a broken scorer scores 0 and fails the episode, never the batch
+            ep.score = 0.0
+            self._runtime_error(exc)
 
 
 def _policy_wrote_prompt(row: Row) -> bool:
@@ -644,6 +699,15 @@ def _problem_fields(problem: dict[str, Any]) -> dict[str, Any]:
 def _plain(v: Any) -> bool:
     return isinstance(v, str | int | float | bool | type(None)) or (
         isinstance(v, list | tuple) and all(isinstance(x, str | int | float) for x in v))
+
+
+def _engine_ended(row: Row, final: Final | None) -> EngineError:
+    """The failure of a request the engine ended itself (or whose stream ended without saying why)."""
+    if final is None:
+        return EngineError(EngineErrorKind.SERVER, f"the stream of row {row.row_id} ended without a finish reason")
+    kind = EngineErrorKind.ABORTED if final.finish_reason == FinishReason.ABORT else EngineErrorKind.SERVER
+    return EngineError(kind, f"the engine ended row {row.row_id} with finish reason {str(final.finish_reason)!r} "
+                             f"after {final.completion_tokens} tokens", final.completion_tokens)
 
 
 def _stopped_at_join_prefix(st: _RowState, final: Final | None) -> bool:

@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from transformers import TrainerCallback  # noqa: E402
 
 from asyncthink.config_io import load_config  # noqa: E402
+from asyncthink.episode import Outcome  # noqa: E402
 from asyncthink.training.rl_config import RLConfig  # noqa: E402
 
 
@@ -44,7 +45,7 @@ def rl_config(model: str, out: str, steps: int, engine: str = "hf") -> RLConfig:
         "max_error_fraction=1.0"])  # measure and report errors; do not stop on them
 
 
-STATUSES = ("ok", "format_error", "budget_exceeded", "error")
+STATUSES = tuple(str(o) for o in Outcome)  # the RL log's status/<outcome> counts, runtime_error included
 
 
 def ours(model: str, steps: int, engine: str) -> dict:
@@ -93,7 +94,7 @@ def trl_reference(model: str, steps: int) -> dict[str, float]:
 
         episodes = asyncio.run(run())
         counted["tokens"] += sum(int(e.metrics.get("total_tokens", 0)) for e in episodes)
-        statuses.update(str(e.status) for e in episodes)
+        statuses.update(str(e.outcome) for e in episodes)
         org = [e.rows[0] for e in episodes]
         return {"prompt_ids": [r.prompt_ids for r in org], "completion_ids": [r.completion_ids or [0] for r in org],
                 "logprobs": [r.logprobs or [0.0] for r in org], "env_mask": [r.completion_mask or [0] for r in org],

@@ -59,8 +59,8 @@ async def test_one_step_on_countdown_changes_parameters_and_logs_finite_figures(
     trainer, before = await one_step(tiny_model_dir, tmp_path, [], OUTCOMES)
     assert changed(trainer, before)
     m = logged(trainer)
-    for key in ("reward", "accuracy", "format_error_rate", "eta_over_capacity", "latency", "forks", "loss", "kl",
-                "clip_fraction", "tokens_per_s", "grad_norm"):
+    for key in ("reward", "accuracy", "score", "format_error_rate", "eta_over_capacity", "latency", "forks", "loss",
+                "kl", "clip_fraction", "tokens_per_s", "grad_norm"):
         assert math.isfinite(m[key]), key
     assert m["grad_norm"] > 0 and (Path(trainer.cfg.out) / "curves.png").exists()
     assert (Path(trainer.cfg.out) / "final" / "config.json").exists()
@@ -72,6 +72,27 @@ async def test_one_step_on_math_changes_parameters(tiny_model_dir, tmp_path):
                                                                 "split=test", "dataset_size=1"], math_outcomes)
     assert changed(trainer, before) and math.isfinite(logged(trainer)["loss"])
     assert logged(trainer)["accuracy"] > 0  # gsm8k's first answer is 18
+
+
+def test_the_log_reports_the_partial_credit_score_and_the_evaluators_accuracy_apart(tmp_path):
+    from asyncthink.episode import Episode, EpisodeStatus, Row
+    from asyncthink.eval.stats import summarize
+    from asyncthink.protocol import Role
+    from asyncthink.training.rl_logging import episode_stats, read_metrics
+
+    def ep(score, status=EpisodeStatus.OK):
+        row = Row(row_id="0", role=Role.ORGANIZER, depth=0, completion_ids=[1], completion_mask=[1], logprobs=[0.0])
+        return Episode(episode_id="e", mode="asyncthink", question="q", rows=[row], score=score, status=status)
+
+    eps = [ep(1.0), ep(0.5), ep(0.75), ep(0.0), ep(None, EpisodeStatus.ERROR)]  # countdown: 2 of 4 found is 0.5
+    stats = episode_stats(eps)
+    assert stats["score"] == pytest.approx(2.25 / 5)
+    assert stats["accuracy"] == pytest.approx(summarize(eps, n_boot=10)["accuracy"]) == pytest.approx(1 / 5)
+    # a run logged before the split wrote the score as "accuracy": it reads back as the score
+    (tmp_path / "metrics.jsonl").write_text(json.dumps({"step": 0, "accuracy": 0.4}) + "\n"
+                                            + json.dumps({"step": 1, "accuracy": 0.2, "score": 0.5}) + "\n")
+    assert read_metrics(tmp_path / "metrics.jsonl") == [{"step": 0, "score": 0.4},
+                                                        {"step": 1, "accuracy": 0.2, "score": 0.5}]
 
 
 # ------------------------------------------------------------ masking and advantages

@@ -82,6 +82,7 @@ async def test_error_episodes_are_not_trained_and_are_counted(tiny_model_dir, tm
     m = metrics(trainer)[-1]
     assert m["status/error"] == len(errors) == m["dropped_episodes"]
     assert m["status/ok"] + m["status/format_error"] + m["status/budget_exceeded"] + m["status/error"] == 8
+    assert m["status/runtime_error"] == 0  # an engine failure is not a bug of the runtime
 
 
 async def test_too_many_errors_stop_the_run(tiny_model_dir, tmp_path):

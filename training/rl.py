@@ -37,7 +37,7 @@ from asyncthink.config_io import save_config
 from asyncthink.envs import make_task
 from asyncthink.envs.manifest import dataset_manifest
 from asyncthink.envs.rewards import RewardBreakdown, episode_reward, trainable
-from asyncthink.episode import Episode, write_jsonl
+from asyncthink.episode import Episode, Outcome, write_jsonl
 from asyncthink.executor import EpisodeExecutor
 from asyncthink.training.checkpoint import TrainState, latest_checkpoint, load_checkpoint, save_checkpoint
 from asyncthink.training.rl_batch import TrainRow, collate, episode_rows, group_advantages, micro_batches
@@ -140,14 +140,23 @@ class GRPOTrainer:
                                 keep=[trainable(ep) for ep in episodes])
 
     def check_errors(self, episodes: list[Episode]) -> None:
-        """Stop the run when more than ``max_error_fraction`` of the step (all processes) failed."""
+        """Stop the run when more than ``max_error_fraction`` of the step (all processes) failed.
+
+        Failed: status ``error``, an engine failure or an exception inside the runtime (``Outcome``); neither is
+        trained, and the step's log counts each (``status/error``, ``status/runtime_error``).
+        """
         failed = [ep for ep in episodes if not trainable(ep)]
         n_failed, n = self._global_sum(len(failed)), self._global_sum(len(episodes))
-        if n_failed > self.cfg.max_error_fraction * n:
-            first = failed[0].error if failed else "on another process"
-            raise RuntimeError(f"step {self.state.step}: {n_failed:.0f} of {n:.0f} episodes ended in an "
-                               f"infrastructure error, more than max_error_fraction={self.cfg.max_error_fraction}; "
-                               f"first: {first}")
+        if n_failed <= self.cfg.max_error_fraction * n:
+            return
+        runtime = self._global_sum(sum(ep.outcome == Outcome.RUNTIME_ERROR for ep in failed))
+        bug = next((ep for ep in failed if ep.outcome == Outcome.RUNTIME_ERROR), None)
+        first = (bug or (failed[0] if failed else None))
+        where = f"first: {first.error}" if first else "all on other processes"
+        raise RuntimeError(
+            f"step {self.state.step}: {n_failed:.0f} of {n:.0f} episodes failed ({n_failed - runtime:.0f} engine "
+            f"errors, {runtime:.0f} runtime errors), more than max_error_fraction={self.cfg.max_error_fraction}; "
+            f"{where}" + (" (its traceback is in the log above and in the episode's info)" if bug else ""))
 
     def update(self, episodes: list[Episode], advantages: list[float | None]) -> dict[str, float]:
         """``updates_per_step`` optimizer updates over the step's trained rows; returns loss statistics."""

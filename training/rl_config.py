@@ -61,9 +61,11 @@ class RLConfig:
     advantage: str = "std"
     """``std``: (R - mean) / (std + eps) per group; ``mean``: R - mean (no std normalisation)."""
     max_error_fraction: float = 0.1
-    """Stop the run when more than this share of a step's episodes end in an infrastructure error (status
-    ``error``). Such episodes are never trained (their group is renormalised without them); this bounds how
-    much of a step may silently go missing."""
+    """Stop the run when more than this share of a step's episodes (all processes) fail for a reason that is
+    not the policy's: status ``error``, an engine failure (an engine error, or a request the engine ended with
+    ``abort`` or ``error``) or an exception inside the runtime (counted apart as ``status/runtime_error``).
+    Such episodes are never trained (their group is renormalised without them); this bounds how much of a
+    step may go missing. In [0, 1]; 0 stops at the first failure, 1 never stops."""
     micro_batch_tokens: int = 16384
     """Padded tokens per forward/backward micro-batch (memory bound)."""
     max_in_flight: int = 64

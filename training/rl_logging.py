@@ -1,5 +1,12 @@
 """Per-step RL metrics: computed from episodes and loss parts, shown on the console, written to JSONL
-(and TensorBoard when installed), and plotted as curves at the end of a run."""
+(and TensorBoard when installed), and plotted as curves at the end of a run.
+
+Two figures of the answers, named for what they are: ``score`` is the mean of the task's partial-credit
+score (the reward's accuracy term, ``R_accuracy``), ``accuracy`` the share of episodes the evaluator counts
+correct (``asyncthink.eval.stats.is_correct``: score 1, every required solution), so a training curve and an
+eval report mean the same thing by accuracy. Runs logged before the two were split wrote the score under
+``accuracy``; ``read_metrics`` reads such rows as ``score``.
+"""
 
 from __future__ import annotations
 
@@ -11,15 +18,22 @@ from typing import Any
 from rich.console import Console
 
 from asyncthink.envs.rewards import RewardBreakdown
-from asyncthink.episode import Episode, EpisodeStatus
+from asyncthink.episode import Episode, EpisodeStatus, Outcome
+from asyncthink.eval.stats import is_correct
 
-CURVES = [("reward", "reward"), ("accuracy", "accuracy"), ("eta_over_capacity", "eta / capacity"),
-          ("latency", "critical-path latency"), ("format_error_rate", "format error rate"),
-          ("forks", "forks per episode"), ("loss", "loss"), ("kl", "KL to reference"), ("clip_fraction", "clipped")]
+CURVES = [("reward", "reward"), ("accuracy", "accuracy (fully correct)"), ("score", "score (partial credit)"),
+          ("eta_over_capacity", "eta / capacity"), ("latency", "critical-path latency"),
+          ("format_error_rate", "format error rate"), ("forks", "forks per episode"), ("loss", "loss"),
+          ("kl", "KL to reference"), ("clip_fraction", "clipped")]
 
 
 def episode_stats(episodes: list[Episode]) -> dict[str, float]:
-    """Means over a step's episodes, and counts: ``status/<status>`` and ``format_error/<code>``."""
+    """Means over a step's episodes, and counts: ``status/<outcome>`` and ``format_error/<code>``.
+
+    The counts are by ``Episode.outcome``: ``status/error`` counts engine failures and ``status/runtime_error``
+    exceptions inside the runtime (both records have status ``error``, and neither is trained). ``accuracy``
+    and ``score`` are over every episode, a failed one counting 0, as in the evaluator's report.
+    """
     n = max(1, len(episodes))
 
     def mean(values) -> float:
@@ -27,18 +41,19 @@ def episode_stats(episodes: list[Episode]) -> dict[str, float]:
         return sum(values) / max(1, len(values))
 
     codes = collections.Counter(code for ep in episodes for code in set(ep.error_codes))
-    statuses = collections.Counter(str(ep.status) for ep in episodes)
+    outcomes = collections.Counter(ep.outcome for ep in episodes)
     stats = {
         # over the episodes the update can use: an engine failure's reward is nobody's signal
         "reward": mean(ep.reward or 0.0 for ep in episodes if ep.status != EpisodeStatus.ERROR),
-        "accuracy": mean(ep.score or 0.0 for ep in episodes),
+        "score": mean(ep.score or 0.0 for ep in episodes),
+        "accuracy": mean(float(is_correct(ep)) for ep in episodes),
         "format_error_rate": sum(ep.has_format_error for ep in episodes) / n,
         "eta_over_capacity": mean(ep.metrics.get("eta_over_capacity", 0.0) for ep in episodes),
         "latency": mean(ep.metrics.get("latency", 0.0) for ep in episodes),
         "forks": mean(ep.metrics.get("forks", 0.0) for ep in episodes),
         "generated_tokens": float(sum(ep.metrics.get("total_tokens", 0.0) for ep in episodes)),
     }
-    stats.update({f"status/{s}": float(statuses.get(str(s), 0)) for s in EpisodeStatus})
+    stats.update({f"status/{s}": float(outcomes.get(s, 0)) for s in Outcome})
     stats.update({f"format_error/{code}": float(count) for code, count in sorted(codes.items())})
     return stats
 
@@ -74,8 +89,8 @@ def console_line(step: int, m: dict[str, float]) -> str:
     codes = ",".join(f"{k.split('/', 1)[1]}:{v:.0f}" for k, v in m.items() if k.startswith("format_error/") and v)
     status = (f"ok={m.get('status/ok', 0):.0f} format_error={m.get('status/format_error', 0):.0f}"
               f"+budget={m.get('status/budget_exceeded', 0):.0f}" + (f" ({codes})" if codes else "")
-              + f" error={m.get('status/error', 0):.0f}")
-    shown = ("reward", "accuracy", "eta_over_capacity", "at_concurrency_cap", "concurrency_reward_spread",
+              + f" error={m.get('status/error', 0):.0f} runtime_error={m.get('status/runtime_error', 0):.0f}")
+    shown = ("reward", "accuracy", "score", "eta_over_capacity", "at_concurrency_cap", "concurrency_reward_spread",
              "advantage_spread", "trained_tokens/organizer", "trained_tokens/worker", "latency", "forks", "loss",
              "kl", "clip_fraction", "tokens_per_s", "step_s")
     return f"[bold]step {step}[/] {status}  " + "  ".join(f"{k}={m[k]:.3g}" for k in shown if k in m)
@@ -115,9 +130,16 @@ def _tensorboard(folder: Path) -> Any:
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
     """One row per step, in step order. A run resumed from a checkpoint logs the steps after it again; the
-    later row of a step is the one the final model descends from, so it wins."""
-    rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    later row of a step is the one the final model descends from, so it wins. A row from before ``score``
+    was logged has the partial-credit score under ``accuracy``: it is read as ``score``, with no accuracy."""
+    rows = [_renamed(json.loads(line)) for line in Path(path).read_text().splitlines() if line.strip()]
     return sorted({row["step"]: row for row in rows}.values(), key=lambda row: row["step"])
+
+
+def _renamed(row: dict[str, Any]) -> dict[str, Any]:
+    if "accuracy" in row and "score" not in row:
+        row["score"] = row.pop("accuracy")
+    return row
 
 
 def plot_curves(metrics_path: str | Path, png: str | Path, title: str = "RL") -> Path | None:
@@ -130,7 +152,7 @@ def plot_curves(metrics_path: str | Path, png: str | Path, title: str = "RL") ->
     rows = read_metrics(metrics_path)
     if not rows:
         return None
-    fig, axes = plt.subplots(3, 3, figsize=(12, 8.5))
+    fig, axes = plt.subplots(2, 5, figsize=(18, 6.5))
     steps = [r["step"] for r in rows]
     for ax, (key, label) in zip(axes.flat, CURVES, strict=True):
         ax.plot(steps, [r.get(key, float("nan")) for r in rows], marker=".", linewidth=1)
@@ -144,9 +166,10 @@ def plot_curves(metrics_path: str | Path, png: str | Path, title: str = "RL") ->
     return Path(png)
 
 
-FIGURE6 = [("accuracy", "accuracy"), ("latency", "critical-path latency (tokens)"),
-           ("eta_over_capacity", "eta / capacity"), ("forks", "forks per episode")]
-"""The paper's Figure 6 panels: what RL changes, step by step."""
+FIGURE6 = [("accuracy", "accuracy (fully correct)"), ("score", "score (partial credit)"),
+           ("latency", "critical-path latency (tokens)"), ("eta_over_capacity", "eta / capacity"),
+           ("forks", "forks per episode")]
+"""The paper's Figure 6 panels (what RL changes, step by step), with the partial-credit score beside accuracy."""
 
 
 def plot_runs(runs: dict[str, str | Path], png: str | Path, title: str = "RL", smooth: int = 5) -> Path | None:
