@@ -7,6 +7,9 @@ each with at least ``id``, ``question`` and ``gold``), the
 instruction that tells organizer, worker and sequential prompts the answer
 form, an answer extractor from the organizer's ``<ANSWER>`` text, a scorer in
 [0, 1], and a normaliser that makes equal answers equal for majority voting.
+A task also says which problems are related (``cluster``: countdown problems
+on one number set, math_gen problems with one sum), so confidence intervals
+resample clusters rather than treating related problems as independent.
 Nothing here knows about engines or training: adding a task never edits them.
 """
 
@@ -50,3 +53,12 @@ class Task(ABC):
     def details(self, answer: str | None, problem: Problem) -> dict[str, float]:
         """Extra per-episode figures (countdown reports ``at_least_a``); empty by default."""
         return {}
+
+    def cluster(self, problem: Problem) -> str:
+        """The key shared by problems related to this one; each problem is its own cluster by default.
+
+        A task that overrides it also stores it in each ``dataset`` row as ``cluster`` (a string), so the
+        episode records keep it (``info["problem"]``) and intervals computed from records alone
+        (``asyncthink.eval.stats.cluster_keys``) resample whole clusters.
+        """
+        return str(problem["id"])

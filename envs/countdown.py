@@ -30,8 +30,10 @@ them; the target is drawn uniformly among the integers in
 ``[min_target, max_target]`` that at least ``required`` classes reach, so each
 problem has at least ``required`` distinct solutions. A multiset of numbers
 belongs to the test split iff its hash falls in the first ``test_fraction`` of
-buckets, so train and test never share a problem, nor even a set of numbers,
-whatever the seeds.
+buckets (``sampling.hash_split``), so train and test never share a problem,
+nor even a set of numbers, whatever the seeds. Problems on one number set are
+related (much of their search is shared), so a problem's ``cluster`` is its
+number multiset and confidence intervals resample number sets.
 
 **Answer form.** Expressions separated by newlines or ``;``, each optionally
 followed by ``= target`` and optionally numbered (``1.``, ``2)``, ``-``). Only
@@ -43,7 +45,6 @@ required) / required``.
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import random
 import re
@@ -51,7 +52,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from asyncthink.config_io import require
-from asyncthink.envs import arith
+from asyncthink.envs import arith, sampling
 from asyncthink.task import Problem, Task
 
 Canon = tuple  # ("n", int) | ("S", ((sign, Canon), ...)) | ("P", ((sign, Canon), ...))
@@ -290,12 +291,15 @@ class CountdownConfig:
         return self.max_expressions or self.required
 
 
+def number_key(numbers: list[int] | tuple[int, ...]) -> str:
+    """The multiset of numbers as text (``"3,5,8"``): what the split hashes and the problem's cluster."""
+    return ",".join(map(str, sorted(numbers)))
+
+
 def number_split(numbers: list[int], test_fraction: float) -> str:
     """"test" or "train", fixed by the multiset of numbers, so the splits never share a problem
     (nor even a set of numbers), whatever the seeds."""
-    key = ",".join(map(str, sorted(numbers))).encode()
-    bucket = int.from_bytes(hashlib.sha256(key).digest()[:8], "big") / 2**64
-    return "test" if bucket < test_fraction else "train"
+    return sampling.hash_split(number_key(numbers), test_fraction)
 
 
 def generate(cfg: CountdownConfig, rng: random.Random, split: str = "train", attempts: int = 500) -> Problem:
@@ -333,20 +337,16 @@ class CountdownTask(Task):
             raise ValueError(f"countdown has splits 'train' and 'test', got {split!r}")
         rng = random.Random(f"countdown-{split}-{seed}")
         size = self.cfg.default_size if n is None else n
-        rows, seen, repeats = [], set(), 0
-        while len(rows) < size:
-            p = generate(self.cfg, rng, split)
-            key = (tuple(sorted(p["numbers"])), p["target"])
-            if key in seen:
-                repeats += 1
-                if repeats > 20 * size + 1000:  # the split holds fewer distinct problems than asked
-                    raise ValueError(f"only {len(rows)} distinct {split} problems found, {size} asked; {self.cfg}")
-                continue
-            seen.add(key)
-            q = question(p["numbers"], p["target"], p["required"])
-            rows.append({"id": f"countdown-{split}-{seed}-{len(rows)}", "question": q, "gold": p["gold"],
-                         "numbers": p["numbers"], "target": p["target"], "required": p["required"]})
-        return rows
+        drawn = sampling.draw_distinct(lambda: generate(self.cfg, rng, split),
+                                       lambda p: (number_key(p["numbers"]), p["target"]), size,
+                                       f"{split} problems for {self.cfg}")
+        return [{"id": f"countdown-{split}-{seed}-{k}", "question": question(p["numbers"], p["target"], p["required"]),
+                 "gold": p["gold"], "numbers": p["numbers"], "target": p["target"], "required": p["required"],
+                 "cluster": number_key(p["numbers"])} for k, p in enumerate(drawn)]
+
+    def cluster(self, problem: Problem) -> str:
+        """The number multiset: problems on one set of numbers share most of their search (and their split)."""
+        return number_key(problem["numbers"])
 
     def instruction(self) -> str:
         r = self.cfg.required

@@ -13,24 +13,31 @@ learn on a CPU. Answers are written ``\\boxed{16}`` inside ``<ANSWER>`` and go
 through ``MathTask``'s extraction and scoring (plain numbers compared as exact
 fractions), the same path as AIME or GSM8K.
 
-Train and test never share a problem: a problem belongs to the test split iff
-the hash of its groups (as a multiset) and the number given away falls in the
-first ``test_fraction``, whatever the seeds or wording.
+A problem's content is its groups (as a multiset) and the number given away;
+its wording (name, item, container words, order of the groups) is decoration.
+Train and test never share content: a problem belongs to the test split iff
+the hash of its content falls in the first ``test_fraction``
+(``sampling.hash_split``), whatever the seeds or wording. A split holds each
+content once (``distinct="content"``, the default), and the content is the
+problem's cluster for confidence intervals; ``distinct="wording"`` keeps the
+first shipped tiny math organizer's training sets, which ask for more problems
+than a split holds contents and so repeat sums under other words.
 """
 
 from __future__ import annotations
 
-import hashlib
 import random
 from dataclasses import dataclass
 from typing import Any
 
+from asyncthink.envs import sampling
 from asyncthink.envs.math_task import MathConfig, MathTask
 from asyncthink.task import Problem
 
 NAMES = ("Ana", "Ben", "Cy", "Dee")
 CONTAINERS = ("boxes", "bags", "packs", "rows")
 ITEMS = ("pens", "eggs", "cards", "apples")
+DISTINCT = ("content", "wording")
 
 
 @dataclass(frozen=True)
@@ -51,6 +58,10 @@ class MathGenConfig:
     """Most items given away (always fewer than the total)."""
     test_fraction: float = 0.2
     """Share of problem hashes that belong to the test split."""
+    distinct: str = "content"
+    """What two problems of a split must differ in: ``"content"`` (the groups and give-away) or ``"wording"``
+    (the question text; one sum may recur under other words, as in the shipped tiny math organizer's training
+    configs, which ask for more problems than a split has contents)."""
     default_size: int = 200
     """Problems in a split when ``n`` is not given."""
     timeout_s: float = 5.0
@@ -66,6 +77,7 @@ class MathGenConfig:
             (0 <= self.p_give_away <= 1, f"p_give_away must be in [0, 1], got {self.p_give_away}"),
             (self.max_give_away >= 1, f"max_give_away must be >= 1, got {self.max_give_away}"),
             (0 < self.test_fraction < 1, f"test_fraction must be in (0, 1), got {self.test_fraction}"),
+            (self.distinct in DISTINCT, f"distinct must be one of {DISTINCT}, got {self.distinct!r}"),
             (self.default_size >= 1, f"default_size must be >= 1, got {self.default_size}"),
         ]
         for ok, message in checks:
@@ -73,11 +85,15 @@ class MathGenConfig:
                 raise ValueError(message)
 
 
+def content_key(groups: list[tuple[int, int]] | list[list[int]], give_away: int) -> str:
+    """The problem's content as text, ``"[(2, 3), (4, 5)]|6"``: groups as a sorted multiset, then the give-away.
+    The split hashes this exact text, so its form is fixed."""
+    return f"{sorted(tuple(g) for g in groups)}|{give_away}"
+
+
 def problem_split(groups: list[tuple[int, int]], give_away: int, test_fraction: float) -> str:
     """"test" or "train", fixed by the groups (as a multiset) and the number given away."""
-    key = f"{sorted(groups)}|{give_away}".encode()
-    bucket = int.from_bytes(hashlib.sha256(key).digest()[:8], "big") / 2**64
-    return "test" if bucket < test_fraction else "train"
+    return sampling.hash_split(content_key(groups, give_away), test_fraction)
 
 
 def group_text(count: int, container: str, per: int, item: str) -> str:
@@ -126,16 +142,14 @@ class MathGenTask(MathTask):
             raise ValueError(f"math_gen has splits 'train' and 'test', got {split!r}")
         rng = random.Random(f"math_gen-{split}-{seed}")
         size = self.gen.default_size if n is None else n
-        rows: list[Problem] = []
-        seen: set[str] = set()
-        for _ in range(50 * size + 1000):
-            if len(rows) == size:
-                return rows
-            p = generate(self.gen, rng, split)
-            if p["question"] not in seen:
-                seen.add(p["question"])
-                rows.append({"id": f"math_gen-{split}-{seed}-{len(rows)}", **p})
-        raise ValueError(f"only {len(rows)} distinct {split} problems found, {size} asked; {self.gen}")
+        key = self.cluster if self.gen.distinct == "content" else (lambda p: p["question"])
+        drawn = sampling.draw_distinct(lambda: generate(self.gen, rng, split), key, size,
+                                       f"{split} problems (by {self.gen.distinct}) for {self.gen}")
+        return [{"id": f"math_gen-{split}-{seed}-{k}", **p, "cluster": self.cluster(p)} for k, p in enumerate(drawn)]
+
+    def cluster(self, problem: Problem) -> str:
+        """The content (groups and give-away): the same sum in other words is the same problem."""
+        return content_key(problem["groups"], problem["give_away"])
 
     def instruction(self) -> str:
         return "Answer with the number in <ANSWER>\\boxed{...}</ANSWER>."

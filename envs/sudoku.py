@@ -15,16 +15,19 @@ keeps every given and every row, column and box holds ``1..size`` once; it is
 not compared with the stored solution (with one solution, that is the same).
 
 A puzzle belongs to the test split iff its hash falls in the first
-``test_fraction`` of buckets, so train and test never share a puzzle.
+``test_fraction`` of buckets (``sampling.hash_split``), so train and test
+never share a puzzle. Each puzzle is its own cluster for confidence
+intervals: the givens make the puzzle, and a shared solution grid says little
+(every 4x4 grid is one of only two up to symmetry).
 """
 
 from __future__ import annotations
 
-import hashlib
 import random
 import re
 from dataclasses import dataclass
 
+from asyncthink.envs import sampling
 from asyncthink.task import Problem, Task
 
 BOX = {4: (2, 2), 9: (3, 3)}  # box height, width
@@ -190,8 +193,8 @@ class SudokuConfig:
 
 
 def puzzle_split(puzzle: str, test_fraction: float) -> str:
-    bucket = int.from_bytes(hashlib.sha256(puzzle.encode()).digest()[:8], "big") / 2**64
-    return "test" if bucket < test_fraction else "train"
+    """"test" or "train", fixed by the puzzle (its givens and blanks)."""
+    return sampling.hash_split(puzzle, test_fraction)
 
 
 def generate(size: int, clues: int, rng: random.Random, attempts: int = 100) -> tuple[str, str]:
@@ -235,19 +238,14 @@ class SudokuTask(Task):
         size, clues = self.cfg.size, self.cfg.n_clues
         rng = random.Random(f"sudoku-{size}-{clues}-{split}-{seed}")
         want = self.cfg.default_size if n is None else n
-        rows, seen = [], set()
-        for _ in range(50 * want + 100):
-            if len(rows) == want:
-                break
+
+        def draw() -> tuple[str, str] | None:
             puzzle, solution = generate(size, clues, rng)
-            if puzzle in seen or puzzle_split(puzzle, self.cfg.test_fraction) != split:
-                continue
-            seen.add(puzzle)
-            rows.append({"id": f"sudoku{size}-{split}-{seed}-{len(rows)}", "question": question(puzzle),
-                         "gold": solution, "puzzle": puzzle, "size": size, "clues": clues})
-        if len(rows) < want:
-            raise ValueError(f"only {len(rows)} distinct {split} puzzles found, {want} asked; {self.cfg}")
-        return rows
+            return (puzzle, solution) if puzzle_split(puzzle, self.cfg.test_fraction) == split else None
+
+        drawn = sampling.draw_distinct(draw, lambda ps: ps[0], want, f"{split} puzzles for {self.cfg}")
+        return [{"id": f"sudoku{size}-{split}-{seed}-{k}", "question": question(puzzle), "gold": solution,
+                 "puzzle": puzzle, "size": size, "clues": clues} for k, (puzzle, solution) in enumerate(drawn)]
 
     def instruction(self) -> str:
         size = self.cfg.size

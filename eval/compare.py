@@ -5,11 +5,14 @@ with the concurrency reward against one without: each is a claim only with
 its interval. Episodes are matched by problem (``problem_key``); each side's
 value for a problem is the mean over its samples, and problems present on one
 side only are left out (and counted). The interval is a percentile bootstrap
-of the mean per-problem difference ``b - a``, resampling problems; the
-difference is significant when the interval excludes 0 and at least
-``MIN_PROBLEMS`` problems were compared (a bootstrap over a handful of
-problems is overconfident, over one it is a point). Latency and
-concurrency leave out ``error`` episodes (engine failures), as ``stats`` does.
+of the mean per-problem difference ``b - a`` that resamples clusters of
+related problems (``stats.cluster_keys``: countdown problems on one number
+set move together), so duplicates within a cluster cannot narrow it; each
+comparison says how many clusters it used. The difference is significant
+when the interval excludes 0 and at least ``MIN_CLUSTERS`` clusters were
+compared (a bootstrap over a handful of clusters is overconfident, over one
+it is a point). Latency and concurrency leave out ``error`` episodes (engine
+failures), as ``stats`` does.
 """
 
 from __future__ import annotations
@@ -23,10 +26,10 @@ from typing import Any
 import numpy as np
 
 from asyncthink.episode import Episode, EpisodeStatus
-from asyncthink.eval.stats import is_correct, metrics_of, problem_key
+from asyncthink.eval.stats import bootstrap_ci, cluster_keys, is_correct, metrics_of, problem_key
 
-MIN_PROBLEMS = 10
-"""Fewer shared problems than this give no verdict, whatever the interval."""
+MIN_CLUSTERS = 10
+"""Fewer shared clusters of problems than this give no verdict, whatever the interval."""
 
 
 def _timed(name: str) -> Callable[[Episode], float | None]:
@@ -52,6 +55,8 @@ class Comparison:
     a: str
     b: str
     problems: int
+    clusters: int
+    """Clusters of related problems among ``problems``: what the bootstrap resampled."""
     unmatched: int
     mean_a: float | None
     mean_b: float | None
@@ -60,14 +65,14 @@ class Comparison:
 
     @property
     def significant(self) -> bool:
-        return self.ci is not None and self.problems >= MIN_PROBLEMS and (self.ci[0] > 0 or self.ci[1] < 0)
+        return self.ci is not None and self.clusters >= MIN_CLUSTERS and (self.ci[0] > 0 or self.ci[1] < 0)
 
     @property
     def verdict(self) -> str:
         if self.ci is None:
             return ""
-        if self.problems < MIN_PROBLEMS:
-            return f"too few problems (< {MIN_PROBLEMS})"
+        if self.clusters < MIN_CLUSTERS:
+            return f"too few clusters (< {MIN_CLUSTERS})"
         return "significant" if self.significant else "not significant"
 
     def to_dict(self) -> dict[str, Any]:
@@ -83,10 +88,13 @@ def compare(a: Sequence[Episode], b: Sequence[Episode], metric: str = "accuracy"
     shared = sorted(per_a.keys() & per_b.keys())
     unmatched = len(per_a.keys() ^ per_b.keys())
     if not shared:
-        return Comparison(metric, a_label, b_label, 0, unmatched, None, None, None, None)
+        return Comparison(metric, a_label, b_label, 0, 0, unmatched, None, None, None, None)
+    clusters = cluster_keys([*a, *b])
+    groups = [clusters[k] for k in shared]
     va, vb = np.array([per_a[k] for k in shared]), np.array([per_b[k] for k in shared])
-    return Comparison(metric, a_label, b_label, len(shared), unmatched, float(va.mean()), float(vb.mean()),
-                      float((vb - va).mean()), _bootstrap(vb - va, n_boot, ci, seed))
+    interval = bootstrap_ci(vb - va, groups, n_boot, ci, seed)
+    return Comparison(metric, a_label, b_label, len(shared), len(set(groups)), unmatched, float(va.mean()),
+                      float(vb.mean()), float((vb - va).mean()), (interval[0], interval[1]))
 
 
 def _per_problem(episodes: Sequence[Episode], value: Callable[[Episode], float | None]) -> dict[str, float]:
@@ -98,16 +106,10 @@ def _per_problem(episodes: Sequence[Episode], value: Callable[[Episode], float |
     return {k: float(np.mean(v)) for k, v in values.items()}
 
 
-def _bootstrap(diffs: np.ndarray, n_boot: int, ci: float, seed: int) -> tuple[float, float]:
-    draws = np.random.default_rng(seed).integers(0, len(diffs), size=(n_boot, len(diffs)))
-    lo, hi = np.percentile(diffs[draws].mean(axis=1), [50 * (1 - ci), 50 * (1 + ci)])
-    return float(lo), float(hi)
-
-
 def comparison_table(comparisons: Sequence[Comparison | dict[str, Any]], ci: float = 0.95) -> list[str]:
     """Markdown rows: the two sides, their means, the difference and its interval."""
-    lines = [f"| metric | a | b | problems | mean a | mean b | b - a [{ci:.0%} CI] | |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [f"| metric | a | b | problems | clusters | mean a | mean b | b - a [{ci:.0%} CI] | |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for c in comparisons:
         c = c if isinstance(c, dict) else c.to_dict()
         scale = 100.0 if c["metric"] in ("accuracy", "format_error") else 1.0
@@ -118,7 +120,8 @@ def comparison_table(comparisons: Sequence[Comparison | dict[str, Any]], ci: flo
             f"{c['ci'][1] * scale:+.{digits}f}]")
         verdict = c["verdict"]
         means = ["-" if m is None else f"{m * scale:.{digits}f}" for m in (c["mean_a"], c["mean_b"])]
-        lines.append(f"| {c['metric']} | {c['a']} | {c['b']} | {c['problems']} | {means[0]} | {means[1]} "
+        clusters = c.get("clusters", c["problems"])  # comparisons saved before clusters existed: one per problem
+        lines.append(f"| {c['metric']} | {c['a']} | {c['b']} | {c['problems']} | {clusters} | {means[0]} | {means[1]} "
                      f"| {interval} | {verdict} |")
     return lines
 

@@ -3,8 +3,9 @@
 The report is rendered from ``summary.json``'s content alone, so it can be
 rebuilt from a results directory at any time. Accuracy is in percent;
 latency is the mean critical-path latency in tokens; intervals are bootstrap
-CIs at the configured level. A method whose run is incomplete (missing
-episodes) is marked with ``*``.
+CIs at the configured level that resample clusters of related problems (each
+task table says how many problems and clusters it has). A method whose run is
+incomplete (missing episodes) is marked with ``*``.
 """
 
 from __future__ import annotations
@@ -57,13 +58,14 @@ def paper_table(results: list[dict[str, Any]]) -> list[str]:
 def task_table(results: list[dict[str, Any]], task: str) -> list[str]:
     rows_in = [r for r in results if r["task"] == task]
     at_least = sorted({a for r in rows_in for a in r["at_least"]}, key=int)
-    header = ["method", "episodes", "accuracy % [CI]", "mean score", "latency mean [CI]", "p50", "p90",
-              "wall s mean / p50 / p90", "tokens / ep", "total tokens", "eta / cap", "forks / ep", "joins / ep",
-              "format err %", *[f"≥{a} %" for a in at_least]]
+    header = ["method", "episodes", "problems / clusters", "accuracy % [CI]", "mean score", "latency mean [CI]",
+              "p50", "p90", "wall s mean / p50 / p90", "tokens / ep", "total tokens", "eta / cap", "forks / ep",
+              "joins / ep", "format err %", *[f"≥{a} %" for a in at_least]]
     rows = []
     for r in rows_in:
         rows.append([
             method_label(r["mode"], r["budget_label"]), f"{r['n_episodes']}/{r['expected_episodes']}",
+            f"{r['n_problems']} / {r.get('n_clusters', r['n_problems'])}",  # older summaries: no clusters
             _num(r["accuracy"], 1, 100) + _ci(r["accuracy_ci"], 1, 100), _num(r["mean_score"], 3),
             _num(r["latency_mean"], 0) + _ci(r["latency_ci"], 0), _num(r["latency_p50"], 0), _num(r["latency_p90"], 0),
             f"{_num(r['wall_s_mean'], 2)} / {_num(r['wall_s_p50'], 2)} / {_num(r['wall_s_p90'], 2)}",
@@ -96,7 +98,7 @@ def _header(summary: dict[str, Any]) -> list[str]:
         + (f", dtype {engine.get('dtype')}" if engine.get("dtype") else ""),
         f"- accuracy = share of fully correct episodes (countdown: all required solutions); latency = mean "
         f"critical-path latency in tokens (parallel: the longest trace); CIs: {cfg['ci']:.0%} bootstrap over "
-        f"problems, {cfg['bootstrap']} resamples",
+        f"clusters of related problems, {cfg['bootstrap']} resamples",
         "",
     ]
 
@@ -119,7 +121,7 @@ def _comparisons(comparisons: list[dict[str, Any]], ci: float) -> list[str]:
     """Paired differences (b - a) over the same problems, one table per task."""
     if not comparisons:
         return []
-    lines = ["## Paired differences between modes (same problems; bootstrap over problems)", ""]
+    lines = ["## Paired differences between modes (same problems; bootstrap over clusters of problems)", ""]
     for task in dict.fromkeys(c["task"] for c in comparisons):
         lines += [f"### {task}", "", *comparison_table([c for c in comparisons if c["task"] == task], ci), ""]
     return lines

@@ -7,13 +7,18 @@ episode that ended with status ``error`` (an engine failure) counts as wrong
 but is left out of latency, wall-clock, token and concurrency figures, which
 would otherwise be dragged toward zero. Percentiles use numpy's linear
 interpolation. Confidence intervals are percentile bootstraps that resample
-problems with all their samples (samples of one problem are not independent).
+clusters of related problems with all their samples: samples of one problem
+are not independent, and neither are problems of one cluster (countdown
+problems on one number set; see ``Task.cluster``). A record's cluster is the
+``cluster`` field its task stored in the problem (``info["problem"]``); a
+problem whose records carry none is its own cluster. ``n_clusters`` says how
+many were resampled.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -28,6 +33,20 @@ def is_correct(ep: Episode) -> bool:
 
 def problem_key(ep: Episode) -> str:
     return ep.problem_id if ep.problem_id is not None else ep.episode_id.rsplit("#", 1)[0]
+
+
+def cluster_keys(episodes: Iterable[Episode]) -> dict[str, str]:
+    """Problem key -> cluster key, from the ``cluster`` the task stored in each record's problem. A problem
+    none of whose records has one (an older record, a task without clusters) is its own cluster; the two
+    kinds of key are prefixed apart so a problem id never merges with a cluster of the same name."""
+    out: dict[str, str] = {}
+    for ep in episodes:
+        key, fields = problem_key(ep), ep.info.get("problem") or {}
+        if "cluster" in fields:  # an engine-error record may lack the problem: its siblings decide
+            out[key] = f"cluster:{fields['cluster']}"
+        else:
+            out.setdefault(key, f"problem:{key}")
+    return out
 
 
 def metrics_of(ep: Episode) -> dict[str, float]:
@@ -45,7 +64,7 @@ def mean(values: Sequence[float]) -> float | None:
 def bootstrap_ci(
     values: Sequence[float], groups: Sequence[str], n_boot: int = 1000, ci: float = 0.95, seed: int = 0
 ) -> list[float] | None:
-    """Percentile interval of the mean, resampling whole groups (problems) with replacement."""
+    """Percentile interval of the mean, resampling whole groups (clusters of problems) with replacement."""
     if not len(values):
         return None
     names = sorted(set(groups))
@@ -64,23 +83,25 @@ def summarize(episodes: Sequence[Episode], n_boot: int = 1000, ci: float = 0.95,
     """Every reported figure of one run's episodes (``None`` where nothing was measured)."""
     eps = list(episodes)
     timed = [ep for ep in eps if ep.status != EpisodeStatus.ERROR]
+    clusters = cluster_keys(eps)
     out: dict[str, Any] = {
         "n_episodes": len(eps),
-        "n_problems": len({problem_key(ep) for ep in eps}),
+        "n_problems": len(clusters),
+        "n_clusters": len(set(clusters.values())),
         "statuses": dict(Counter(str(ep.status) for ep in eps)),
     }
-    out |= _accuracy(eps, n_boot, ci, seed)
-    out |= _latency(timed, n_boot, ci, seed)
+    out |= _accuracy(eps, clusters, n_boot, ci, seed)
+    out |= _latency(timed, clusters, n_boot, ci, seed)
     out |= _cost(timed)
     out |= _format(eps)
     return out
 
 
-def _accuracy(eps: list[Episode], n_boot: int, ci: float, seed: int) -> dict[str, Any]:
+def _accuracy(eps: list[Episode], clusters: dict[str, str], n_boot: int, ci: float, seed: int) -> dict[str, Any]:
     correct = [float(is_correct(ep)) for ep in eps]
     return {
         "accuracy": mean(correct),
-        "accuracy_ci": bootstrap_ci(correct, [problem_key(ep) for ep in eps], n_boot, ci, seed),
+        "accuracy_ci": bootstrap_ci(correct, [clusters[problem_key(ep)] for ep in eps], n_boot, ci, seed),
         "mean_score": mean([ep.score or 0.0 for ep in eps]),
         "at_least": _at_least(eps),
     }
@@ -94,13 +115,13 @@ def _at_least(eps: list[Episode]) -> dict[str, float]:
             for k in ordered}
 
 
-def _latency(timed: list[Episode], n_boot: int, ci: float, seed: int) -> dict[str, Any]:
+def _latency(timed: list[Episode], clusters: dict[str, str], n_boot: int, ci: float, seed: int) -> dict[str, Any]:
     latency = [metrics_of(ep)["latency"] for ep in timed]
     wall = [ep.wall_s for ep in timed]
     return {
         "n_timed": len(timed),
         "latency_mean": mean(latency),
-        "latency_ci": bootstrap_ci(latency, [problem_key(ep) for ep in timed], n_boot, ci, seed),
+        "latency_ci": bootstrap_ci(latency, [clusters[problem_key(ep)] for ep in timed], n_boot, ci, seed),
         "latency_p50": percentile(latency, 50),
         "latency_p90": percentile(latency, 90),
         "wall_s_mean": mean(wall),

@@ -11,9 +11,9 @@ Four checkpoints, each evaluated in AsyncThink mode on the held-out countdown pr
 and the shipped model once more on training-split problems of the same ranges, to show how much it recalls.
 
 It prints and writes ``OUT/ablation.md`` (and ``.json``): one row per checkpoint with episode status counts, then
-paired differences over problems (``asyncthink.eval.compare``: a bootstrap of the mean per-problem difference)
-for each comparison the README states, and ``OUT/curves.png``: the RL runs' accuracy, latency, eta/capacity and
-forks per step, overlaid (the paper's Figure 6).
+paired differences over problems (``asyncthink.eval.compare``: a bootstrap of the mean per-problem difference
+that resamples number sets) for each comparison the README states, and ``OUT/curves.png``: the RL runs'
+accuracy, latency, eta/capacity and forks per step, overlaid (the paper's Figure 6).
 
     python scripts/ablation.py --train --out runs/tiny/ablation   # the three RL runs first (measured: 33 min)
     python scripts/ablation.py --out runs/tiny/ablation           # evaluate what exists (measured: 7 min)
@@ -155,7 +155,7 @@ def main() -> None:
     if (REPO / model).exists():
         rows[name], _ = evaluate(name, model, out / "train-split", split="train")
     png = curves(out)
-    text = "\n".join([*table(rows), "", "Paired differences (b - a), bootstrap over problems:", "",
+    text = "\n".join([*table(rows), "", "Paired differences (b - a), bootstrap over number sets:", "",
                       *comparison_table(comparisons), "", f"![RL curves]({png.name})" if png else ""])
     (out / "ablation.md").write_text(text + "\n")
     (out / "ablation.json").write_text(json.dumps({"rows": rows, "comparisons": comparisons}, indent=2))

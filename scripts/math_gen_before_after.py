@@ -2,8 +2,9 @@
 
 Both checkpoints are evaluated by the eval harness with ``configs/eval_math_gen_tiny.yaml`` (same problems,
 seeds, engine and sampling), then compared pairwise over problems with ``asyncthink.eval.compare`` (a
-percentile bootstrap of the mean per-problem difference). The table, with episode status counts beside
-accuracy, is printed and written to ``OUT/before_after.md`` (and ``.json``).
+percentile bootstrap of the mean per-problem difference that resamples clusters: problems with one sum). The
+table, with episode status counts beside accuracy, is printed and written to ``OUT/before_after.md`` (and
+``.json``).
 
     python scripts/math_gen_before_after.py --sft runs/mathgen/sft --rl runs/mathgen/rl/final \
         --out runs/mathgen/eval
@@ -52,15 +53,16 @@ def table(rows: dict[str, tuple[dict, list]], comparisons: list) -> str:
                      f"{r['eta_over_capacity']:.3f} | {r['latency_mean']:.1f} | "
                      f"{r['forks_per_episode']:.2f} | "
                      f"{100 * r['format_error_rate']:.1f} | {status_counts(eps)} | {r['wall_s']} |")
-    paired = ["| metric | problems | SFT only | SFT + RL | RL - SFT [95% CI] | |",
-              "|---|---|---|---|---|---|"]
+    paired = ["| metric | problems | clusters | SFT only | SFT + RL | RL - SFT [95% CI] | |",
+              "|---|---|---|---|---|---|---|"]
     for c in comparisons:
         scale, unit = (100.0, " pp") if c.metric in ("accuracy", "format_error") else (1.0, "")
         verdict = "significant" if c.significant else "not significant"
-        paired.append(f"| {c.metric} | {c.problems} | {c.mean_a * scale:.3g} | {c.mean_b * scale:.3g} | "
+        paired.append(f"| {c.metric} | {c.problems} | {c.clusters} | {c.mean_a * scale:.3g} | {c.mean_b * scale:.3g} | "
                       f"{c.diff * scale:+.3f}{unit} [{c.ci[0] * scale:+.3f}, {c.ci[1] * scale:+.3f}] | "
                       f"{verdict} |")
-    return "\n".join([*lines, "", "Paired (RL - SFT, same problems, bootstrap over problems):", "", *paired])
+    heading = "Paired (RL - SFT, same problems, bootstrap over clusters of problems):"
+    return "\n".join([*lines, "", heading, "", *paired])
 
 
 def main() -> None:

@@ -88,6 +88,11 @@ async def test_grid_records_figures_and_outputs(tmp_path):
     assert "| AsyncThink 400 | 50.0 / " in report and "unjoined_worker" in report
     assert json.loads((tmp_path / "summary.json").read_text())["results"] == summary["results"]
     assert summary["plots"]["timelines"]["countdown"]["episode"].endswith("-0#0")  # forked and correct
+    # each record keeps its problem's cluster (countdown: the number set); intervals say how many they resampled
+    clusters = {p["cluster"] for p in make_task("countdown").dataset("test", N_PROBLEMS, 0)}
+    records = read_jsonl(tmp_path / "records" / "countdown" / "asyncthink-400.jsonl")
+    assert {ep.info["problem"]["cluster"] for ep in records} == clusters and at["n_clusters"] == len(clusters)
+    assert {c["clusters"] for c in summary["comparisons"]} == {len(clusters)} and "problems / clusters" in report
 
 
 async def test_same_seeds_in_every_mode_and_budget(tmp_path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from asyncthink.episode import Episode, EpisodeStatus, RowFormatError
-from asyncthink.eval.stats import bootstrap_ci, percentile, summarize
+from asyncthink.eval.stats import bootstrap_ci, cluster_keys, percentile, summarize
 from asyncthink.protocol import FormatErrorCode
 from tests.builders import build_episode
 
@@ -74,6 +74,33 @@ def test_bootstrap_resamples_problems_not_episodes():
     assert bootstrap_ci([1, 1, 1, 0], ["A", "A", "A", "B"], n_boot=4000, ci=0.4) == [0.75, 0.75]
     assert bootstrap_ci([3.0, 3.0], ["A", "A"]) == [3.0, 3.0]
     assert bootstrap_ci([], []) is None
+
+
+def _clustered(problem: str, cluster: str | None, score: float) -> Episode:
+    ep = _ep([("gen", 10)], problem, 0, score, 0.1)
+    ep.info["problem"] = {"id": problem} | ({} if cluster is None else {"cluster": cluster})
+    return ep
+
+
+def test_intervals_resample_clusters_and_say_how_many():
+    # 12 number sets, each asked 5 times (5 problems whose outcomes move together): the interval must be
+    # that of 12 independent problems, not of 60
+    one = [_clustered(f"s{k}", f"set{k}", float(k % 2)) for k in range(12)]
+    five = [_clustered(f"s{k}-{t}", f"set{k}", float(k % 2)) for k in range(12) for t in range(5)]
+    s_one, s_five = summarize(one, n_boot=2000), summarize(five, n_boot=2000)
+    assert (s_five["n_problems"], s_five["n_clusters"]) == (60, 12) and s_one["n_clusters"] == 12
+    assert s_five["accuracy_ci"] == pytest.approx(s_one["accuracy_ci"])
+    unclustered = [_clustered(f"s{k}-{t}", None, float(k % 2)) for k in range(12) for t in range(5)]
+    s_naive = summarize(unclustered, n_boot=2000)
+    assert s_naive["n_clusters"] == 60
+    width = lambda s: s["accuracy_ci"][1] - s["accuracy_ci"][0]  # noqa: E731
+    assert width(s_naive) < 0.6 * width(s_five)  # what treating duplicates as independent would claim
+
+
+def test_a_record_without_its_problem_joins_its_siblings_cluster():
+    with_cluster, crashed = _clustered("p", "set1", 1.0), _ep([("gen", 1)], "p", 1, 0.0, 0.1)
+    lonely = _ep([("gen", 1)], "q", 0, 0.0, 0.1)  # a record from before clusters: its own cluster
+    assert cluster_keys([crashed, with_cluster, lonely]) == {"p": "cluster:set1", "q": "problem:q"}
 
 
 def test_empty_run_has_no_figures():
