@@ -256,7 +256,7 @@ def main() -> int:
             codes = {k.split("/", 1)[1]: int(v) for k, v in row.items() if k.startswith("format_error/")}
             per_step.append({"step": row["step"], "episodes": int(row["episodes"]), "status": status,
                              "format_error_codes": codes, "reward": row.get("reward"),
-                             "accuracy": row.get("accuracy"), "forks": row.get("forks"),
+                             "score": row.get("score"), "accuracy": row.get("accuracy"), "forks": row.get("forks"),
                              "step_s": row.get("step_s")})
         expected = args.prompts_per_step * args.group_size
         checks[f"{args.steps} steps logged"] = [r["step"] for r in per_step] == list(range(args.steps))
@@ -271,7 +271,8 @@ def main() -> int:
         print("\nstatus counts per step (both processes):")
         for r in per_step:
             s = "  ".join(f"{k}={v}" for k, v in r["status"].items())
-            print(f"  step {r['step']}: {s}  | reward={r['reward']:.3f} accuracy={r['accuracy']:.3f} "
+            print(f"  step {r['step']}: {s}  | reward={r['reward']:.3f} score={r['score']:.3f} "
+                  f"accuracy={r['accuracy']:.3f} "
                   f"forks={r['forks']:.2f} step_s={r['step_s']:.0f}")
             if r["format_error_codes"]:
                 print("          codes: " + ", ".join(f"{k}={v}" for k, v in r["format_error_codes"].items()))
