@@ -15,7 +15,8 @@ throughput of failed rollouts means nothing. A third row is ours rolling out
 on in-process vLLM (weights reloaded after every update), the configuration
 the tiny organizer was trained with.
 
-    python benchmarks/rl_throughput.py --model models/tiny-organizer [--steps 3]
+    python benchmarks/rl_throughput.py --model models/tiny-organizer [--steps 3] [--runs ours-hf trl-hf ours-vllm]
+                                       [--set group_size=2 ...]
 """
 
 from __future__ import annotations
@@ -24,36 +25,35 @@ import argparse
 import asyncio
 import collections
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from transformers import TrainerCallback
 
-from transformers import TrainerCallback  # noqa: E402
+from asyncthink.config_io import load_config
+from asyncthink.configs import config_path
+from asyncthink.episode import Outcome
+from asyncthink.training.rl_config import RLConfig
 
-from asyncthink.config_io import load_config  # noqa: E402
-from asyncthink.episode import Outcome  # noqa: E402
-from asyncthink.training.rl_config import RLConfig  # noqa: E402
 
-
-def rl_config(model: str, out: str, steps: int, engine: str = "hf") -> RLConfig:
-    return load_config(RLConfig, Path(__file__).resolve().parents[1] / "configs" / "rl_countdown_tiny.yaml", [
+def rl_config(model: str, out: str, steps: int, engine: str = "hf", overrides: tuple[str, ...] = ()) -> RLConfig:
+    return load_config(RLConfig, config_path("rl_countdown_tiny.yaml"), [
         f"model={model}", f"out={out}", f"max_steps={steps}", "save_every=1000", "progress=false",
         "tensorboard=false", "resume=false", f"engine.kind={engine}", "engine.model=colocated",
-        "max_error_fraction=1.0"])  # measure and report errors; do not stop on them
+        "max_error_fraction=1.0", *overrides])  # measure and report errors; do not stop on them
 
 
 STATUSES = tuple(str(o) for o in Outcome)  # the RL log's status/<outcome> counts, runtime_error included
 
 
-def ours(model: str, steps: int, engine: str) -> dict:
+def ours(model: str, steps: int, engine: str, overrides: tuple[str, ...] = ()) -> dict:
     from asyncthink.training.rl import train_rl
 
     out = tempfile.mkdtemp(prefix="bench-ours-")
     t0 = time.perf_counter()
-    train_rl(rl_config(model, out, steps, engine))
+    train_rl(rl_config(model, out, steps, engine, overrides))
     elapsed = time.perf_counter() - t0
     rows = [json.loads(x) for x in (Path(out) / "metrics.jsonl").read_text().splitlines()]
     tokens = sum(r["generated_tokens"] for r in rows)
@@ -63,7 +63,7 @@ def ours(model: str, steps: int, engine: str) -> dict:
             "status": status}
 
 
-def trl_reference(model: str, steps: int) -> dict[str, float]:
+def trl_reference(model: str, steps: int, overrides: tuple[str, ...] = ()) -> dict[str, Any]:
     """TRL's GRPOTrainer with a rollout_func running our episodes; trains the organizer row only."""
     import datasets
     from trl import GRPOConfig, GRPOTrainer
@@ -74,7 +74,7 @@ def trl_reference(model: str, steps: int) -> dict[str, float]:
     from asyncthink.envs.rewards import episode_reward
     from asyncthink.executor import EpisodeExecutor
 
-    cfg = rl_config(model, tempfile.mkdtemp(prefix="bench-trl-"), steps)
+    cfg = rl_config(model, tempfile.mkdtemp(prefix="bench-trl-"), steps, overrides=overrides)
     task = make_task(cfg.task, **cfg.task_options)
     problems = task.dataset(cfg.split, n=cfg.dataset_size, seed=cfg.seed)
     by_question = {p["question"]: p for p in problems}
@@ -144,16 +144,36 @@ class _StepTimer(TrainerCallback):
         self.durations.append(time.perf_counter() - self._t0)
 
 
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True)
-    parser.add_argument("--steps", type=int, default=3)
-    a = parser.parse_args()
-    results = {"asyncthink GRPO, hf rollouts": ours(a.model, a.steps, "hf"),
-               "TRL GRPOTrainer, hf rollouts": trl_reference(a.model, a.steps),
-               "asyncthink GRPO, vllm rollouts": ours(a.model, a.steps, "vllm")}
+RUNS = {"ours-hf": "asyncthink GRPO, hf rollouts", "trl-hf": "TRL GRPOTrainer, hf rollouts",
+        "ours-vllm": "asyncthink GRPO, vllm rollouts"}
+
+
+def run(key: str, model: str, steps: int, overrides: tuple[str, ...]) -> dict[str, Any]:
+    if key == "trl-hf":
+        return trl_reference(model, steps, overrides)
+    return ours(model, steps, key.removeprefix("ours-"), overrides)
+
+
+def main(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """Each run in ``args.runs``; prints the table and returns each run's figures and episode status counts."""
+    results = {RUNS[key]: run(key, args.model, args.steps, tuple(args.set)) for key in args.runs}
     print(f"\n{'trainer':32} {'RL steps/hour':>14} {'gen tokens/s':>13}  episodes ok / format_error / "
           "budget_exceeded / error")
     for name, r in results.items():
         counts = " / ".join(str(r["status"][s]) for s in STATUSES)
         print(f"{name:32} {r['steps_per_hour']:>14.0f} {r['tokens_per_s']:>13.0f}  {counts}")
+    return results
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--runs", nargs="+", default=list(RUNS), choices=list(RUNS))
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="Overrides of configs/rl_countdown_tiny.yaml for every run (e.g. group_size=2).")
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    main(parse_args())

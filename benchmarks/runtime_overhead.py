@@ -43,26 +43,21 @@ import asyncio
 import functools
 import resource
 import statistics
-import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from asyncthink.batch import BatchItem, make_items, run_batch  # noqa: E402
-from asyncthink.detok import IncrementalDetokenizer  # noqa: E402
-from asyncthink.engines.base import clamp_to_context  # noqa: E402
-from asyncthink.engines.types import Delta, Final, FinishReason, GenerateRequest  # noqa: E402
-from asyncthink.executor import EpisodeExecutor, _Episode, _RowState  # noqa: E402
-from asyncthink.gc_tuning import serving_gc  # noqa: E402
-from asyncthink.protocol import ProtocolParser  # noqa: E402
-from asyncthink.runtime_config import RuntimeConfig  # noqa: E402
-from asyncthink.shards import ShardSpec, run_sharded  # noqa: E402
-from tests.fakes import CharTokenizer, ScriptedEngine  # noqa: E402
+from asyncthink.batch import BatchItem, make_items, run_batch
+from asyncthink.detok import IncrementalDetokenizer
+from asyncthink.engines.base import clamp_to_context
+from asyncthink.engines.scripted import CharTokenizer, ScriptedEngine
+from asyncthink.engines.types import Delta, Final, FinishReason, GenerateRequest
+from asyncthink.executor import EpisodeExecutor
+from asyncthink.gc_tuning import serving_gc
+from asyncthink.runtime_config import RuntimeConfig
+from asyncthink.shards import ShardSpec, run_sharded
 
 TAIL_TOKENS = 400  # enough for a row's user message and all it generated, in these scripts
 
@@ -373,51 +368,70 @@ async def plain_requests_cpu(scripts: dict[str, str], d: float, requests: list[G
     return cpu
 
 
-async def main(args: argparse.Namespace) -> None:
-    for d_ms in args.d_ms:
-        await wall_grid(args, d_ms / 1000)
-    await cpu_costs(args)
-    delta_costs()
+async def main(args: argparse.Namespace) -> dict[str, Any]:
+    """Print the three tables; return their figures (each row with its episodes' status counts)."""
+    wall = [row for d_ms in args.d_ms for row in await wall_grid(args, d_ms / 1000)]
+    return {"wall": wall, "cpu": await cpu_costs(args), "delta": await delta_costs(args.deltas, args.repeats)}
 
 
-def delta_costs(deltas: int = 100_000, repeats: int = 5) -> None:
+class ConsumerTimer(ScriptedEngine):
+    """Times the consumer an engine's output loop calls (``Engine.stream_to``'s ``on_delta``): the organizer's
+    first request gets ``count`` deltas of ``ids`` back to back, timed, then the row's answer and its end."""
+
+    def __init__(self, ids: list[int], count: int) -> None:
+        super().__init__({}, max_model_len=1 << 30)
+        self.ids, self.count, self.elapsed = ids, count, 0.0
+
+    async def stream_to(self, request: GenerateRequest, on_delta: Callable[[Delta], bool]) -> None:
+        logprobs = [-0.1] * len(self.ids)
+        t0 = time.perf_counter()
+        for _ in range(self.count):
+            on_delta(Delta(self.ids, logprobs, None))
+        self.elapsed = time.perf_counter() - t0
+        end = self.tokenizer.encode("<ANSWER>1</ANSWER>")
+        final = Final(FinishReason.STOP, end[-1], 0, len(request.prompt_ids), self.count * len(self.ids) + len(end))
+        on_delta(Delta(end, [-0.1] * len(end), final))
+
+
+async def delta_costs(deltas: int = 100_000, repeats: int = 5) -> dict[str, Any]:
     """What one delta of plain text costs the executor, timed alone: the consumer an engine's output loop calls
-    (``Engine.stream_to``), on one organizer row, best of ``repeats``. No engine, no event loop, no clock: the
-    figure does not move with the load, unlike the differences of whole runs above."""
+    (``Engine.stream_to``), on one organizer row of a real episode, best of ``repeats``. No clock and nothing
+    else running: the figure does not move with the load, unlike the differences of whole runs above."""
     print(f"\nthe executor's consumer alone, plain text deltas, best of {repeats}")
-    engine = ClockEngine({}, 0.02)
-    episode = _Episode(EpisodeExecutor(engine, RuntimeConfig()), {"question": "q"}, 0, "e")
-    row, parser_cfg = episode._top_rows()[0]
+    per_token, statuses = {}, Counter()
     for n in (1, 8):
-        ids, logprobs, best = engine.tokenizer.encode("w" * n), [-0.1] * n, float("inf")
+        count, best = max(1, deltas // n), float("inf")
         for _ in range(repeats):
-            row.completion_ids, row.completion_mask, row.logprobs = [], [], []
-            st = _RowState(row, ProtocolParser(parser_cfg), episode._detok(row), 1 << 40, True, ((), ()))
-            t0 = time.perf_counter()
-            for _ in range(deltas // n):
-                episode._consume(st, ids, logprobs)
-            best = min(best, time.perf_counter() - t0)
-        print(f"  {n} token{'s' if n > 1 else ''} a delta: {1e6 * best / (deltas // n * n):.2f} us per token")
+            engine = ConsumerTimer(CharTokenizer().encode("w" * n), count)
+            cfg = RuntimeConfig(max_organizer_tokens=count * n + 100)  # the row's budget never stops the deltas
+            episode = await EpisodeExecutor(engine, cfg).run({"question": "q"}, seed=0, episode_id="delta")
+            statuses[str(episode.status)] += 1
+            best = min(best, engine.elapsed)
+        per_token[n] = 1e6 * best / (count * n)
+        print(f"  {n} token{'s' if n > 1 else ''} a delta: {per_token[n]:.2f} us per token")
+    assert set(statuses) == {"ok"}, statuses  # a row that ended early would time less than every delta
+    return {"us_per_token": per_token, "statuses": dict(statuses)}
 
 
-async def wall_grid(args: argparse.Namespace, d: float) -> None:
+async def wall_grid(args: argparse.Namespace, d: float) -> list[dict[str, Any]]:
     print(f"\nsimulated engine: one token per stream every {d * 1000:g} ms; token-id tags, plain deltas whole; "
           "deltas pushed by the engine's loop, or pulled by a task per stream")
     print(f"{'delivery':>8} {'episodes':>8} {'forks':>5} {'latency':>7} {'wall/ideal mean':>15} {'max':>6} "
           f"{'batch wall s':>12} {'runtime us/token':>16} {'tokens/delta':>12} {'statuses':>14}")
-    rows = {}
+    rows, sharded = {}, []
     for size in args.sizes:
         for path in (PATHS[0], PULLED) if args.pulled else (PATHS[0],):
             delivery = "push" if path.push else "pull"
             for forks in (0, args.forks):
                 r = await measure(size, d, forks, args.worker_len, args.org_len, path)
-                rows[(delivery, size, forks)] = r
+                rows[(delivery, size, forks)] = r | {"delivery": delivery}
                 print(f"{delivery:>8} {size:>8} {forks:>5} {r['latency']:>7.0f} {r['ratio_mean']:>15.4f} "
                       f"{r['ratio_max']:>6.3f} {r['batch_wall_s']:>12.2f} {r['runtime_us_per_token']:>16.1f} "
                       f"{r['tokens_per_delta']:>12.2f} {r['statuses']!s:>14}")
     for processes in args.processes:
         for size in args.sizes:
             r = await measure_sharded(size, d, args.forks, args.worker_len, args.org_len, processes)
+            sharded.append(r | {"delivery": f"push/{processes}p"})
             cpu = f"CPU {r['children_cpu_s']:.1f} s"  # all the children's CPU: no engine baseline to subtract
             print(f"{f'push/{processes}p':>8} {size:>8} {args.forks:>5} {r['latency']:>7.0f} "
                   f"{r['ratio_mean']:>15.4f} {r['ratio_max']:>6.3f} {r['batch_wall_s']:>12.2f} {cpu:>16} "
@@ -428,9 +442,10 @@ async def wall_grid(args: argparse.Namespace, d: float) -> None:
             base = rows[(delivery, size, 0)]["episode_wall_s"] - rows[(delivery, size, 0)]["latency"] * d
             per = (extra - base) / (2 * forks) * 1000
             print(f"{delivery:>8} {size:>8} episodes: wall-clock overhead per fork or join ~ {per:.2f} ms")
+    return list(rows.values()) + sharded
 
 
-async def cpu_costs(args: argparse.Namespace) -> None:
+async def cpu_costs(args: argparse.Namespace) -> list[dict[str, Any]]:
     """The runtime's CPU per generated token and per fork (with its join and worker row), on each path.
 
     On ``InstantEngine``: fixed tokens per delta and no clock, so the cost per token does not depend on how
@@ -442,6 +457,7 @@ async def cpu_costs(args: argparse.Namespace) -> None:
     print(f"\nruntime CPU, {size} episodes, no clock, fixed tokens per delta, best of {args.repeats} (process CPU "
           f"minus the same engine serving the same requests)")
     print(f"{'path':>22} {'tokens/delta':>12} {'us/token':>9} {'us/fork+join':>12} {'statuses':>14}")
+    rows = []
     for per_delta in args.per_delta:
         for path in PATHS:
             runs = [await cpu_run(size, f, worker, k * org, path, per_delta, args.repeats)
@@ -452,6 +468,9 @@ async def cpu_costs(args: argparse.Namespace) -> None:
             statuses = dict(sum((r[2] for r in runs), Counter()))
             print(f"{path.name:>22} {per_delta:>12} {1e6 * per_token:>9.2f} {1e6 * per_fork:>12.1f} "
                   f"{statuses!s:>14}")
+            rows.append({"path": path.name, "per_delta": per_delta, "us_per_token": 1e6 * per_token,
+                         "us_per_fork": 1e6 * per_fork, "episodes": 3 * size * args.repeats, "statuses": statuses})
+    return rows
 
 
 async def cpu_run(size: int, forks: int, worker_len: int, org_len: int, path: RuntimePath, per_delta: int,
@@ -490,7 +509,7 @@ def _drain(delta: Delta) -> bool:
     return False
 
 
-if __name__ == "__main__":
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--d-ms", type=float, nargs="+", default=[20.0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1, 64, 1024, 4096])
@@ -498,6 +517,7 @@ if __name__ == "__main__":
     parser.add_argument("--cpu-forks", type=int, default=8, help="Forks per episode in those runs.")
     parser.add_argument("--per-delta", type=int, nargs="+", default=[1, 8], help="Tokens per delta in those runs.")
     parser.add_argument("--repeats", type=int, default=5, help="Runs per figure in those runs (the best counts).")
+    parser.add_argument("--deltas", type=int, default=100_000, help="Deltas per timing of the consumer alone.")
     parser.add_argument("--forks", type=int, default=3)
     parser.add_argument("--worker-len", type=int, default=60)
     parser.add_argument("--org-len", type=int, default=40)
@@ -506,7 +526,11 @@ if __name__ == "__main__":
     parser.add_argument("--processes", type=int, nargs="*", default=[2],
                         help="Also run each size with forks split over this many processes (asyncthink.shards).")
     parser.add_argument("--uvloop", action="store_true", help="Run on uvloop instead of asyncio's default loop.")
-    args = parser.parse_args()
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    args = parse_args()
     if args.uvloop:
         import uvloop
 

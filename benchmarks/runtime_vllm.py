@@ -35,7 +35,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
 
 from asyncthink.batch import make_items, run_batch  # noqa: E402
@@ -151,7 +150,7 @@ async def plain_rows(engine: Any, episodes: list[Episode]) -> dict[str, Any]:
         sp = VSP(max_tokens=tokens, min_tokens=tokens, ignore_eos=True, temperature=0.7, logprobs=0,
                  detokenize=False, output_kind=RequestOutputKind.DELTA, seed=k)
         got = 0
-        async for out in engine._llm.generate({"prompt_token_ids": prompt}, sp, request_id=f"plain-{k}"):
+        async for out in engine.llm.generate({"prompt_token_ids": prompt}, sp, request_id=f"plain-{k}"):
             got += len(out.outputs[0].token_ids)
         return got
 
@@ -165,7 +164,7 @@ async def plain_rows(engine: Any, episodes: list[Episode]) -> dict[str, Any]:
 
 async def cold_cache(engine: Any) -> None:
     """Empty vLLM's prefix cache: each run starts cold, not with the prompts the run before it left cached."""
-    if not await engine._llm.reset_prefix_cache():
+    if not await engine.llm.reset_prefix_cache():
         raise RuntimeError("vLLM did not reset its prefix cache (requests still running?)")
 
 
@@ -251,33 +250,39 @@ def statuses(episodes: list[Episode]) -> dict[str, int]:
     return dict(Counter(str(e.status) for e in episodes))
 
 
-async def main(args: argparse.Namespace) -> None:
+async def main(args: argparse.Namespace, engine: Any = None) -> dict[str, Any]:
+    """The three measurements on the shipped tiny organizer, or on ``engine`` (an in-process vLLM engine the
+    caller owns, left open); returns their figures, each with its episodes' status counts."""
     cfg = load_eval_config(config_path("demo.yaml"))
     spec = cfg.tasks[0]
     task = make_task(spec.name, **spec.options)
     problems = task.dataset(spec.split, spec.n)
     extra = {"block_size": args.block_size} if args.block_size else {}
-    engine = await build_engine(EngineConfig(kind="vllm", model=str(shipped_model()), dtype="float32",
-                                             max_model_len=2048, kv_cache_gib=2, extra=extra))
+    lent = engine is not None
+    engine = engine or await build_engine(EngineConfig(kind="vllm", model=str(shipped_model()), dtype="float32",
+                                                       max_model_len=2048, kv_cache_gib=2, extra=extra))
     try:
         await warm_up(engine)
         budget = cfg.task_budgets(spec)[0]
         asy = EpisodeExecutor(engine, cfg.runtime_for(Mode.ASYNCTHINK, budget), task)
         seq = EpisodeExecutor(engine, cfg.runtime_for(Mode.SEQUENTIAL, budget), task)
-        await report_many(engine, asy, problems, args.episodes, args.rounds)
+        results = {"many": await report_many(engine, asy, problems, args.episodes, args.rounds)}
         if args.single:
-            await report_single(asy, seq, problems[: args.single])
+            results["single"] = await report_single(asy, seq, problems[: args.single])
+        return results
     finally:
-        await engine.close()
+        if not lent:
+            await engine.close()
 
 
-async def report_many(engine: Any, asy: EpisodeExecutor, problems: list[dict], n: int, rounds: int) -> None:
+async def report_many(engine: Any, asy: EpisodeExecutor, problems: list[dict], n: int,
+                      rounds: int) -> dict[str, Any]:
     """``rounds`` rounds of AsyncThink's batch and the same rows as plain requests, back to back, the batch first
     in even rounds and second in odd ones (the plain rows of the last batch: every round runs the same seeded
     episodes), so neither side always runs on the warmer machine. This machine's speed drifts by a tenth or
     more within minutes: a ratio is taken only within a round, and the figure is the mean over rounds with a
     t interval."""
-    ratios, core_ratios, run = [], [], None
+    ratios, core_ratios, counts, run = [], [], Counter(), None
     for k in range(rounds):
         if k % 2 == 0:
             run = await many_in_flight(engine, asy, problems, n)
@@ -288,11 +293,14 @@ async def report_many(engine: Any, asy: EpisodeExecutor, problems: list[dict], n
         tokens = sum(r.generated_tokens for e in run["episodes"] for r in e.rows)
         ratios.append((tokens / run["wall_s"]) / (plain["tokens"] / plain["wall_s"]))
         core_ratios.append(run["core_cpu_s"] / plain["core_cpu_s"])
+        counts.update(statuses(run["episodes"]))
         print_round(engine, k, n, run, plain)
     mean, half = t_interval(ratios)
     print(f"\nAsyncThink / plain throughput (tokens/s) over {rounds} rounds: {mean:.3f} [{mean - half:.3f}, "
           f"{mean + half:.3f}] (95 % t interval over rounds; rounds: {', '.join(f'{r:.3f}' for r in ratios)}); "
           f"engine core CPU AsyncThink / plain: {', '.join(f'{r:.2f}' for r in core_ratios)}")
+    return {"ratio_mean": mean, "ratio_half_width": half, "ratios": ratios, "core_ratios": core_ratios,
+            "episodes": n * rounds, "statuses": dict(counts)}
 
 
 T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
@@ -327,13 +335,13 @@ def print_round(engine: Any, index: int, n: int, run: dict[str, Any], plain: dic
     print(f"  our code: ~{ours:.2f} s CPU = {ours / run['cpu_s']:.1%} of our process's CPU, "
           f"{ours / (run['cpu_s'] + run['core_cpu_s']):.1%} of all CPU (ours + engine core), "
           f"{1e6 * ours / tokens:.1f} us per generated token")
-    block = engine._llm.vllm_config.cache_config.block_size
+    block = engine.llm.vllm_config.cache_config.block_size
     pc = prefix_cache_share(eps, block)
     print(f"  prefix cache on {pc['resumes']} resumes: {pc['cached']} of {pc['allowed']} cacheable prompt tokens "
           f"(block {block}) = {pc['share']:.3f}")
 
 
-async def report_single(asy: EpisodeExecutor, seq: EpisodeExecutor, problems: list[dict]) -> None:
+async def report_single(asy: EpisodeExecutor, seq: EpisodeExecutor, problems: list[dict]) -> dict[str, Any]:
     s_eps, a_eps = await one_at_a_time(seq, asy, problems)
     t = speedup_table(s_eps, a_eps)
     lo, hi = ratio_interval(s_eps, a_eps)
@@ -346,9 +354,11 @@ async def report_single(asy: EpisodeExecutor, seq: EpisodeExecutor, problems: li
           f"(prefill of the return, scheduling) {t['resume_excess_s']:.2f} s + from a ready join to the resumed "
           f"request {t['join_s']:.3f} s + the rest (decode slower with workers in the batch) {t['rest_s']:.2f} s")
     print(f"  from a fork to its worker's first request: {t['fork_s']:.3f} s in all")
+    return t | {"ratio_low": lo, "ratio_high": hi, "episodes": len(s_eps) + len(a_eps),
+                "statuses": dict(Counter(statuses(s_eps)) + Counter(statuses(a_eps)))}
 
 
-if __name__ == "__main__":
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--episodes", type=int, default=256)
     parser.add_argument("--rounds", type=int, default=4,
@@ -357,7 +367,11 @@ if __name__ == "__main__":
     parser.add_argument("--block-size", type=int, default=None,
                         help="vLLM's KV block size (CPU default 128): a resume recomputes its context's last, "
                              "partial block, so smaller blocks recompute less.")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.rounds < 2:
         parser.error(f"--rounds must be >= 2 (an interval needs two rounds), got {args.rounds}")
-    asyncio.run(main(args))
+    return args
+
+
+if __name__ == "__main__":
+    asyncio.run(main(parse_args()))

@@ -16,10 +16,10 @@ runs in a separate process so its HTTP work does not share the server's event
 loop. Engines: ``vllm`` (in-process vLLM on the tiny random model; on that
 model most AsyncThink episodes end early in format errors, so a second
 workload decodes greedily for a fixed number of tokens) and ``scripted`` (the
-test suite's scripted engine with no delay: the runtime and the server are
+package's scripted engine, ``asyncthink.engines.scripted``, with no delay: the runtime and the server are
 all the work, so the difference is the server's own cost per request).
 
-    python benchmarks/serve_throughput.py [--engines vllm scripted] [--clients 1 16 64]
+    python benchmarks/serve_throughput.py [--engines vllm scripted] [--clients 1 16 64] [--requests 32]
 """
 
 from __future__ import annotations
@@ -33,11 +33,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -66,8 +66,11 @@ SCRIPT = {
 }
 
 
-def requests_for(clients: int) -> int:
-    return max(32, 4 * clients)
+MIN_REQUESTS = 32  # per point; --requests lowers it for a smoke run
+
+
+def requests_for(clients: int, least: int = MIN_REQUESTS) -> int:
+    return max(least, 4 * clients)
 
 
 def question(k: int) -> str:
@@ -103,11 +106,12 @@ async def one_request(session, spec: dict[str, Any], k: int) -> dict[str, Any]:
     if spec["stream"]:
         body["stream_options"] = {"include_usage": True}
     t0 = time.perf_counter()
-    first = None
+    first, episode = None, "none"  # the episode's status, from the response's asyncthink field
     async with session.post(spec["url"] + "/v1/chat/completions", json=body) as resp:
         if not spec["stream"]:
             data = await resp.json()
             tokens = data.get("usage", {}).get("completion_tokens", 0)
+            episode = data.get("asyncthink", {}).get("status", episode)
         else:
             tokens = 0
             async for line in resp.content:
@@ -115,14 +119,18 @@ async def one_request(session, spec: dict[str, Any], k: int) -> dict[str, Any]:
                     first = time.perf_counter() - t0
                 if line.startswith(b'data: {"id"') and b'"usage"' in line:
                     tokens = json.loads(line[6:])["usage"]["completion_tokens"]
-    return {"status": resp.status, "latency": time.perf_counter() - t0, "ttft": first, "tokens": tokens}
+                if line.startswith(b"data: {") and b'"event":"done"' in line.replace(b" ", b""):
+                    episode = json.loads(line[6:])["asyncthink"].get("status", episode)
+    return {"status": resp.status, "latency": time.perf_counter() - t0, "ttft": first, "tokens": tokens,
+            "episode": episode}
 
 
 # ------------------------------------------------------------------ server and direct runs (this process)
 
 
-async def run_clients(url: str, clients: int, stream: bool, questions: list[str], temperature: float) -> dict:
-    spec = {"url": url, "clients": clients, "requests": requests_for(clients), "stream": stream,
+async def run_clients(url: str, clients: int, stream: bool, questions: list[str], temperature: float,
+                      least: int = MIN_REQUESTS) -> dict:
+    spec = {"url": url, "clients": clients, "requests": requests_for(clients, least), "stream": stream,
             "questions": questions, "temperature": temperature}
     proc = await asyncio.create_subprocess_exec(sys.executable, __file__, "--client", json.dumps(spec),
                                                 stdout=subprocess.PIPE)
@@ -134,8 +142,8 @@ async def run_clients(url: str, clients: int, stream: bool, questions: list[str]
     return {**json.loads(out), "server_cpu_s": time.process_time() - cpu0}
 
 
-async def run_direct(executor, clients: int, questions: list[str]) -> dict:
-    todo = iter(range(requests_for(clients)))
+async def run_direct(executor, clients: int, questions: list[str], least: int = MIN_REQUESTS) -> dict:
+    todo = iter(range(requests_for(clients, least)))
     results: list[dict[str, Any]] = []
 
     async def loop() -> None:
@@ -143,7 +151,7 @@ async def run_direct(executor, clients: int, questions: list[str]) -> dict:
             t0 = time.perf_counter()
             ep = await executor.run({"question": questions[k]}, seed=k, episode_id=f"direct-{k}")
             results.append({"status": 200, "latency": time.perf_counter() - t0, "ttft": None,
-                            "tokens": sum(r.generated_tokens for r in ep.rows)})
+                            "tokens": sum(r.generated_tokens for r in ep.rows), "episode": str(ep.status)})
 
     await executor.run({"question": questions[0]}, seed=0, episode_id="warm")
     t0, cpu0 = time.perf_counter(), time.process_time()
@@ -151,7 +159,7 @@ async def run_direct(executor, clients: int, questions: list[str]) -> dict:
     return {"wall_s": time.perf_counter() - t0, "server_cpu_s": time.process_time() - cpu0, "results": results}
 
 
-def figures(run: dict) -> dict[str, float]:
+def figures(run: dict) -> dict[str, Any]:
     res = run["results"]
     lat = sorted(r["latency"] for r in res)
     ttft = sorted(r["ttft"] for r in res if r["ttft"] is not None)
@@ -162,6 +170,7 @@ def figures(run: dict) -> dict[str, float]:
         "tokens": statistics.mean(r["tokens"] for r in res),
         "cpu_ms": run["server_cpu_s"] / len(res) * 1e3,
         "client_cpu_ms": run.get("client_cpu_s", 0.0) / len(res) * 1e3,
+        "statuses": dict(Counter(r["episode"] for r in res)),
     }
 
 
@@ -169,7 +178,9 @@ def pct(xs: list[float], p: float) -> float:
     return xs[min(len(xs) - 1, round(p / 100 * (len(xs) - 1)))] if xs else float("nan")
 
 
-async def bench_workload(engine, workload: Workload, clients_list: list[int], questions: list[str]) -> None:
+async def bench_workload(engine, workload: Workload, clients_list: list[int], questions: list[str],
+                         least: int = MIN_REQUESTS) -> list[dict[str, Any]]:
+    """Each client count three ways; prints the table and returns its rows (figures and episode statuses)."""
     from asyncthink.executor import EpisodeExecutor
     from asyncthink.runtime_config import RuntimeConfig
     from asyncthink.serve import ServeConfig, create_app, start_server
@@ -181,20 +192,24 @@ async def bench_workload(engine, workload: Workload, clients_list: list[int], qu
     executor = EpisodeExecutor(engine, RuntimeConfig(**runtime))
     print(f"\n== {workload.name}")
     print(f"{'clients':>7} {'path':>7} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'ttft50':>7} {'tok/req':>7} "
-          f"{'cpu ms/req':>10} {'client cpu':>10} {'err':>4}")
+          f"{'cpu ms/req':>10} {'client cpu':>10} {'err':>4} statuses")
+    out = []
     try:
         for clients in clients_list:
-            rows = {"direct": figures(await run_direct(executor, clients, questions))}
+            rows = {"direct": figures(await run_direct(executor, clients, questions, least))}
             for stream in (False, True):
-                run = await run_clients(f"http://127.0.0.1:{port}", clients, stream, questions, workload.temperature)
+                run = await run_clients(f"http://127.0.0.1:{port}", clients, stream, questions, workload.temperature,
+                                        least)
                 rows["stream" if stream else "json"] = figures(run)
             for path, f in rows.items():
                 print(f"{clients:>7} {path:>7} {f['rps']:>8.1f} {f['p50']:>8.1f} {f['p99']:>8.1f} "
                       f"{f['ttft50']:>7.1f} {f['tokens']:>7.1f} {f['cpu_ms']:>10.2f} {f['client_cpu_ms']:>10.2f} "
-                      f"{f['errors']:>4}")
+                      f"{f['errors']:>4} {f['statuses']}")
+                out.append({"workload": workload.name, "clients": clients, "path": path, **f})
             print_overhead(clients, rows)
     finally:
         await runner.cleanup()
+    return out
 
 
 def print_overhead(clients: int, rows: dict[str, dict[str, float]]) -> None:
@@ -206,7 +221,7 @@ def print_overhead(clients: int, rows: dict[str, dict[str, float]]) -> None:
 
 async def make_engine(kind: str, model_dir: str | None):
     if kind == "scripted":
-        from tests.fakes import ScriptedEngine
+        from asyncthink.engines.scripted import ScriptedEngine
 
         scripts = {"s1": SCRIPT["s1"], "s2": SCRIPT["s2"]}
         return ScriptedEngine(scripts, default=SCRIPT["organizer"])
@@ -217,28 +232,41 @@ async def make_engine(kind: str, model_dir: str | None):
     return VLLMEngine.create(path, dtype="float32", max_model_len=2048, seed=0, kv_cache_gib=1)
 
 
-async def main(args: argparse.Namespace) -> None:
-    questions = [question(k) for k in range(requests_for(max(args.clients)))]
+async def main(args: argparse.Namespace, engines: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Every workload of every engine kind in ``args.engines``; ``engines`` (kind -> engine) lends engines that
+    the caller owns (they are not closed), the rest are built here. Returns every row of every table."""
+    questions = [question(k) for k in range(requests_for(max(args.clients), args.requests))]
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"machine: {os.cpu_count()} CPU cores, load average {load} before the run; clients run in a separate "
-          f"process; requests per point: {[requests_for(c) for c in args.clients]}")
+          f"process; requests per point: {[requests_for(c, args.requests) for c in args.clients]}")
+    rows = []
     for kind in args.engines:
-        engine = await make_engine(kind, args.model)
+        lent = (engines or {}).get(kind)
+        engine = lent or await make_engine(kind, args.model)
         print(f"\n##### engine: {kind}")
         try:
             for workload in WORKLOADS[kind]:
-                await bench_workload(engine, workload, args.clients, questions)
+                rows += [{"engine": kind, **r} for r in await bench_workload(engine, workload, args.clients,
+                                                                             questions, args.requests)]
         finally:
-            await engine.close()
+            if lent is None:
+                await engine.close()
+    return rows
 
 
-if __name__ == "__main__":
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--engines", nargs="+", default=["vllm", "scripted"], choices=["vllm", "scripted"])
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 16, 64])
+    parser.add_argument("--requests", type=int, default=MIN_REQUESTS,
+                        help="Requests per point at least (each point sends max(this, 4 x clients)).")
     parser.add_argument("--model", default=None, help="Model folder (default: build the tiny model).")
     parser.add_argument("--client", default=None, help=argparse.SUPPRESS)  # internal: run the load generator
-    args = parser.parse_args()
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    args = parse_args()
     if args.client:
         print(json.dumps(asyncio.run(client_main(json.loads(args.client)))))
     else:

@@ -44,6 +44,12 @@ class VLLMEngine(Engine):
         self.max_model_len = max_model_len
         self._closed = False
 
+    @property
+    def llm(self) -> Any:
+        """vLLM's ``AsyncLLM`` itself, for what the engine interface does not cover (a benchmark's plain requests
+        with ``min_tokens``, its KV block size, emptying its prefix cache)."""
+        return self._llm
+
     @classmethod
     def create(
         cls,
