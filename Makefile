@@ -1,6 +1,7 @@
-# Two entry points for a fresh clone (see README.md):
+# Entry points for a fresh clone (see README.md):
 #   make demo   set up .venv and run the main job on CPU
 #   make test   set up .venv from scratch and run the whole test suite (what CI runs)
+#   make bench  run every benchmark at its smallest size (their smoke tests); full-size runs: benchmarks/*.py
 
 PYTHON ?= python3.11
 VENV   ?= .venv
@@ -22,7 +23,10 @@ demo: $(VENV)/.installed
 	$(BIN)/asyncthink demo
 
 test: $(VENV)/.installed
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
+
+bench: $(VENV)/.installed
+	$(BIN)/python -m pytest -q tests/test_benchmarks.py
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check asyncthink envs training eval configs models tests benchmarks scripts

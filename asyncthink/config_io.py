@@ -8,11 +8,18 @@ builds one: nested dataclasses come from nested mappings, overrides use dotted
 paths and YAML values (``samples=4``, ``modes=[sequential,asyncthink]``), and
 an unknown key is an error that names the key and the known ones. Runs write
 ``save_config`` output next to their results so they can be reproduced.
+
+``from_dict`` is the one way a mapping becomes a config: a config built in
+code with a mapping for a nested section (``ServeConfig(limits={...})``)
+calls ``build_nested(self)`` first in its ``__post_init__``, which hands each
+such mapping to ``from_dict``. Command lines take their defaults from the
+classes (``default_of``), so a default is written once, where it is declared.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import types
 import typing
 from enum import Enum
@@ -67,6 +74,34 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
     hints = typing.get_type_hints(cls)
     kwargs = {name: _convert(hints[name], value, f"{where}{name}") for name, value in data.items()}
     return cls(**kwargs)
+
+
+def build_nested(obj: Any) -> None:
+    """Turn each mapping that ``obj`` holds in a dataclass-typed field into that dataclass (``from_dict``)."""
+    for name, target in _nested_fields(type(obj)):
+        value = getattr(obj, name)
+        if isinstance(value, dict):
+            setattr(obj, name, from_dict(target, value, f"{name}."))
+
+
+@functools.cache
+def _nested_fields(cls: type) -> tuple[tuple[str, type], ...]:
+    # once per class: type hints are slow to resolve, and runtime configs are rebuilt per request by the server
+    hints = typing.get_type_hints(cls)
+    found = ((f.name, _dataclass_in(hints[f.name])) for f in dataclasses.fields(cls))
+    return tuple((name, target) for name, target in found if target is not None)
+
+
+def default_of(cls: type, name: str) -> Any:
+    """The default of field ``name`` of dataclass ``cls`` (a command line's default, or its help text's)."""
+    for f in dataclasses.fields(cls):
+        if f.name == name:
+            if f.default_factory is not dataclasses.MISSING:
+                return f.default_factory()
+            if f.default is dataclasses.MISSING:
+                raise ValueError(f"{cls.__name__}.{name} has no default")
+            return f.default
+    raise ValueError(f"{cls.__name__} has no field {name!r}")
 
 
 def _convert(hint: Any, value: Any, where: str) -> Any:

@@ -67,7 +67,8 @@ from asyncthink.episode import (
     RowFormatError,
 )
 from asyncthink.metrics import episode_metrics
-from asyncthink.prompts import organizer_messages, render, sequential_messages, worker_messages
+from asyncthink.modes import ORGANIZER_ROW
+from asyncthink.prompts import render, worker_messages
 from asyncthink.protocol import (
     RETURN_CLOSE,
     AnswerEvent,
@@ -174,7 +175,6 @@ class _RowState:
     parser: ProtocolParser
     detok: IncrementalDetokenizer
     budget: int
-    can_fork: bool
     stops: tuple[tuple[int, ...], tuple[str, ...]]
     workers: dict[int, _Worker] = field(default_factory=dict)
     pool: asyncio.Semaphore | None = None
@@ -182,6 +182,13 @@ class _RowState:
     offset_tokens: list[int] = field(default_factory=lambda: [0])  # the completion tokens before each offset
     chars: int = 0
     returned_ids: list[int] | None = None
+
+    def mark(self, text: str, tokens: int) -> None:
+        """The row's text grew by ``text``, which ends at completion token ``tokens``: a known boundary (offsets
+        map a return's text back to its tokens)."""
+        self.chars += len(text)
+        self.offsets.append(self.chars)
+        self.offset_tokens.append(tokens)
 
 
 class EpisodeExecutor:
@@ -278,7 +285,7 @@ class _Episode:
             self._fail_crash(EngineError(EngineErrorKind.TIMEOUT, f"no tokens from the engine for {silent:.1f}s "
                                                                   f"of the {wall:g}s wall time"))
         else:
-            self._fail(EpisodeFailure(FormatErrorCode.BUDGET_EXCEEDED, f"wall time {wall:g}s", "0"))
+            self._fail(EpisodeFailure(FormatErrorCode.BUDGET_EXCEEDED, f"wall time {wall:g}s", ORGANIZER_ROW))
 
     async def _cancel_all(self) -> None:
         tasks = [t for t in (*self.top_tasks, *self.worker_tasks) if not t.done()]
@@ -333,20 +340,17 @@ class _Episode:
     # ------------------------------------------------------------ rows of each mode
 
     def _top_rows(self) -> list[tuple[Row, ParserConfig]]:
-        cfg, q = self.cfg, self.ep.question
+        cfg = self.cfg
         instruction = self.ex.task.instruction() if self.ex.task else ""
-        if cfg.mode.spec.forks:
-            messages = organizer_messages(cfg.prompts, q, instruction, cfg.capacity)
-            pc = self._parser_config(Role.ORGANIZER, allow_fork=True)
-        else:
-            messages = sequential_messages(cfg.prompts, q, instruction)
-            pc = ParserConfig(role=Role.ORGANIZER, allow_fork=False)
+        messages = cfg.mode.top_messages(cfg.prompts, self.ep.question, instruction, cfg.capacity)
+        pc = self._parser_config(Role.ORGANIZER, depth=0)
         return [(self._new_row(row_id, Role.ORGANIZER, messages), pc) for row_id in cfg.mode.top_row_ids(cfg)]
 
-    def _parser_config(self, role: Role, allow_fork: bool) -> ParserConfig:
+    def _parser_config(self, role: Role, depth: int) -> ParserConfig:
         cfg = self.cfg
-        return ParserConfig(role=role, allow_fork=allow_fork, capacity=cfg.capacity, pool_policy=cfg.pool_policy,
-                            allow_index_reuse=cfg.allow_index_reuse, unjoined_is_error=cfg.unjoined_is_error)
+        return ParserConfig(role=role, allow_fork=cfg.reads_forks(depth), capacity=cfg.capacity,
+                            pool_policy=cfg.pool_policy, allow_index_reuse=cfg.allow_index_reuse,
+                            unjoined_is_error=cfg.unjoined_is_error)
 
     def _new_row(self, row_id: str, role: Role, messages: list[dict[str, str]], depth: int = 0,
                  parent: str | None = None, index: int | None = None, subquery: str | None = None) -> Row:
@@ -364,7 +368,7 @@ class _Episode:
         budget = self.cfg.max_organizer_tokens if is_org else self.cfg.max_worker_tokens
         stops = self.ex.tags.organizer_stops(parser_cfg.allow_fork) if is_org else self.ex.tags.worker_stops(
             parser_cfg.allow_fork)
-        st = _RowState(row, ProtocolParser(parser_cfg), self._detok(row), budget, parser_cfg.allow_fork, stops)
+        st = _RowState(row, ProtocolParser(parser_cfg), self._detok(row), budget, stops)
         if parser_cfg.allow_fork and self.cfg.pool_policy == PoolPolicy.WAIT:
             st.pool = asyncio.Semaphore(max(1, self.cfg.capacity - 1))
         try:
@@ -458,7 +462,8 @@ class _Episode:
         return None
 
     def _take_plain(self, st: _RowState, ids: list[int], logprobs: list[float], text: str) -> None:
-        """Most tokens pass here, one delta per stream per engine step: ``_text`` is inlined for that."""
+        """Most tokens pass here, one delta per stream per engine step: ``_consume_token`` and ``_text`` are
+        inlined for that."""
         row = st.row
         row.completion_ids += ids
         if len(ids) == 1:
@@ -469,9 +474,7 @@ class _Episode:
             row.logprobs.extend(map(float, logprobs))
         if self.on_event is not None and text:
             self.on_event(TextDelta(row.row_id, text))
-        st.chars += len(text)
-        st.offsets.append(st.chars)
-        st.offset_tokens.append(len(row.completion_ids))
+        st.mark(text, len(row.completion_ids))
         st.parser.feed(text)  # no '<' and nothing half-read: only bodies grow, no event can come
 
     def _consume_token(self, st: _RowState, tok: int, logprob: float) -> tuple[int, int] | None:
@@ -488,12 +491,10 @@ class _Episode:
         return None
 
     def _text(self, st: _RowState, text: str, tokens: int) -> None:
-        """Note the row's text up to token ``tokens`` (offsets map a return's text back to its tokens)."""
+        """Note the row's text up to token ``tokens``."""
         if text and self.on_event is not None:
             self.on_event(TextDelta(st.row.row_id, text))
-        st.chars += len(text)
-        st.offsets.append(st.chars)
-        st.offset_tokens.append(tokens)
+        st.mark(text, tokens)
 
     def _on_event(self, st: _RowState, ev: Any) -> tuple[int, int] | None:
         row = st.row
@@ -544,21 +545,20 @@ class _Episode:
         parent = st.row
         if self.forks >= self.cfg.max_forks:
             raise EpisodeFailure(FormatErrorCode.BUDGET_EXCEEDED, f"fork budget {self.cfg.max_forks}", parent.row_id)
-        if parent.depth > self.cfg.max_depth:
+        if not self.cfg.may_fork(parent.depth):  # its parser reads the fork only to report this breach
             raise EpisodeFailure(FormatErrorCode.BUDGET_EXCEEDED, f"depth budget {self.cfg.max_depth}", parent.row_id)
         self.forks += 1
         depth = parent.depth + 1
-        can_fork = depth <= self.cfg.max_depth
         row_id = f"{parent.row_id}.{sum(e.kind == EventKind.FORK for e in parent.events) + 1}"
         instruction = self.ex.task.worker_instruction() if self.ex.task else ""
-        messages = worker_messages(self.cfg.prompts, ev.subquery, self.ep.question, instruction, can_fork,
-                                   self.cfg.capacity)
+        messages = worker_messages(self.cfg.prompts, ev.subquery, self.ep.question, instruction,
+                                   self.cfg.may_fork(depth), self.cfg.capacity)
         row = self._new_row(row_id, Role.WORKER, messages, depth=depth, parent=parent.row_id, index=ev.index,
                             subquery=ev.subquery)
         parent.events.append(RowEvent(EventKind.FORK, ev.index, len(parent.completion_ids), row_id, self.now()))
         if self.on_event is not None:
             self.on_event(WorkerForked(parent.row_id, row_id, ev.index, ev.subquery))
-        pc = self._parser_config(Role.WORKER, allow_fork=self.cfg.max_depth > 0)
+        pc = self._parser_config(Role.WORKER, depth)
         task = asyncio.create_task(self._run_worker(row, pc, st.pool), name=f"row-{row_id}")
         self.worker_tasks.add(task)
         st.workers[ev.index] = _Worker(row, task)
@@ -592,9 +592,7 @@ class _Episode:
             self._emit_join(row, worker.row, index, returned, text)
         for ev in st.parser.feed_appended(text):
             self._on_event(st, ev)  # only a FormatError can come back: it ends the episode
-        st.chars += len(text)
-        st.offsets.append(st.chars)
-        st.offset_tokens.append(len(row.completion_ids))
+        st.mark(text, len(row.completion_ids))
         st.detok = self._detok(row)
 
     def _emit_join(self, row: Row, worker: Row, index: int, returned: list[int], appended_text: str) -> None:
@@ -631,7 +629,7 @@ class _Episode:
             if self.cfg.mode.spec.traces:
                 self._vote()
             elif ep.status == EpisodeStatus.OK:
-                ep.answer = self.answers.get("0")
+                ep.answer = self.answers.get(ORGANIZER_ROW)
                 self._require_answer()
         except Exception as exc:  # a broken task is recorded, never raised out of the episode
             self._runtime_error(exc)
@@ -652,7 +650,8 @@ class _Episode:
         text = (ep.answer or "").strip()
         if text and (task is None or task.extract_answer(ep.answer) is not None):
             return
-        ep.format_errors.append(RowFormatError(FormatErrorCode.NO_ANSWER, "empty or unextractable <ANSWER>", "0"))
+        ep.format_errors.append(RowFormatError(FormatErrorCode.NO_ANSWER, "empty or unextractable <ANSWER>",
+                                                 ORGANIZER_ROW))
         ep.status = EpisodeStatus.FORMAT_ERROR
 
     def _vote(self) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from asyncthink.config_io import require
+from asyncthink.config_io import build_nested, require
 from asyncthink.modes import Mode
 from asyncthink.prompts import PromptConfig
 from asyncthink.protocol import PoolPolicy
@@ -57,10 +57,9 @@ class RuntimeConfig:
     """Prompt style and rendering."""
 
     def __post_init__(self) -> None:
+        build_nested(self)
         self.mode = Mode(self.mode)
         self.pool_policy = PoolPolicy(self.pool_policy)
-        if isinstance(self.prompts, dict):
-            self.prompts = PromptConfig(**self.prompts)
         require(
             (
                 self.capacity >= 2 or not self.mode.spec.forks,
@@ -74,6 +73,16 @@ class RuntimeConfig:
             (self.temperature >= 0, f"temperature must be >= 0, got {self.temperature}"),
             (self.wall_time_s is None or self.wall_time_s > 0, f"wall_time_s must be > 0, got {self.wall_time_s}"),
         )
+
+    def may_fork(self, depth: int) -> bool:
+        """Whether a row at ``depth`` may fork, as its prompt tells it: the top row (depth 0) in a forking mode,
+        a worker while recursion reaches its depth."""
+        return self.mode.spec.forks and depth <= self.max_depth
+
+    def reads_forks(self, depth: int) -> bool:
+        """Whether the parser reads a row's forks: those that may fork, and with recursion on every worker, so a
+        fork past ``max_depth`` is a depth budget breach (``budget_exceeded``), not a ``nested_fork``."""
+        return self.may_fork(depth) or (depth > 0 and self.max_depth > 0)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

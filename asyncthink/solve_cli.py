@@ -7,29 +7,37 @@ from pathlib import Path
 
 import typer
 
+from asyncthink.config_io import default_of
+from asyncthink.engines.factory import EngineConfig
+from asyncthink.prompts import PromptConfig
+from asyncthink.runtime_config import RuntimeConfig
+
+
+def _runtime(name: str):
+    """The default of ``RuntimeConfig.name``: the command's defaults are the config's, written once."""
+    return default_of(RuntimeConfig, name)
+
 
 def solve(
     question: str = typer.Argument(..., help="The question (or problem statement) to solve."),
     model: str = typer.Option(None, help="Model folder or name (for --engine openai: the served name, optional)."),
-    engine: str = typer.Option("vllm", help="vllm | openai | hf"),
+    engine: str = typer.Option(str(default_of(EngineConfig, "kind")), help="vllm | openai | hf"),
     base_url: list[str] = typer.Option([], help="OpenAI-compatible server URL, /v1 optional (repeatable)."),
     tokenizer: str = typer.Option(None, help="Tokenizer folder or name (defaults to the model)."),
-    mode: str = typer.Option("asyncthink", help="asyncthink | sequential | parallel"),
-    capacity: int = typer.Option(4, help="Pool size: organizer + capacity-1 workers."),
-    max_depth: int = typer.Option(0, help="Recursion depth for workers that fork (0 = off)."),
-    parallel_traces: int = typer.Option(4, help="Parallel mode: traces voted on."),
-    max_organizer_tokens: int = typer.Option(1024, help="Organizer token budget."),
-    max_worker_tokens: int = typer.Option(512, help="Per-worker token budget."),
-    temperature: float = typer.Option(0.7, help="Sampling temperature (0 = greedy)."),
+    mode: str = typer.Option(str(_runtime("mode")), help="asyncthink | sequential | parallel"),
+    capacity: int = typer.Option(_runtime("capacity"), help="Pool size: organizer + capacity-1 workers."),
+    max_depth: int = typer.Option(_runtime("max_depth"), help="Recursion depth for workers that fork (0 = off)."),
+    parallel_traces: int = typer.Option(_runtime("parallel_traces"), help="Parallel mode: traces voted on."),
+    max_organizer_tokens: int = typer.Option(_runtime("max_organizer_tokens"), help="Organizer token budget."),
+    max_worker_tokens: int = typer.Option(_runtime("max_worker_tokens"), help="Per-worker token budget."),
+    temperature: float = typer.Option(_runtime("temperature"), help="Sampling temperature (0 = greedy)."),
     seed: int = typer.Option(0, help="Sampling seed."),
     task: str = typer.Option(None, help="Task whose instruction and scorer to use (countdown, math, sudoku)."),
-    prompt_style: str = typer.Option("full", help="full | compact (compact for tiny models)."),
+    prompt_style: str = typer.Option(default_of(PromptConfig, "style"),
+                                     help="full | compact (compact for tiny models)."),
     trace_out: Path = typer.Option(None, help="Write the episode record (JSONL) here."),
 ) -> None:
     """Solve one question and print the organizer's text with each worker's return where it joins."""
-    from asyncthink.engines import EngineConfig
-    from asyncthink.runtime_config import RuntimeConfig
-
     engine_cfg = EngineConfig(kind=engine, model=model, base_urls=base_url, tokenizer=tokenizer)
     runtime = RuntimeConfig(
         mode=mode, capacity=capacity, max_depth=max_depth, parallel_traces=parallel_traces,

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from asyncthink.config_io import from_dict, load_config, require
+from asyncthink.config_io import build_nested, from_dict, load_config, require
 from asyncthink.engines import EngineConfig, EngineKind
 from asyncthink.runtime_config import Mode, RuntimeConfig
 
@@ -133,10 +133,7 @@ class EvalConfig:
     source(s) and SHA-256 (``envs.manifest.dataset_manifest``), so a result says what it was evaluated on."""
 
     def __post_init__(self) -> None:
-        if isinstance(self.engine, dict):
-            self.engine = from_dict(EngineConfig, self.engine, "engine.")
-        if isinstance(self.runtime, dict):
-            self.runtime = from_dict(RuntimeConfig, self.runtime, "runtime.")
+        build_nested(self)
         self.tasks = [_task(t, k) for k, t in enumerate(self.tasks or [])]
         self.modes = [_mode(m) for m in self.modes]
         if self.budgets is not None:
@@ -168,7 +165,7 @@ class EvalConfig:
             (self.bootstrap >= 1, f"bootstrap must be >= 1, got {self.bootstrap!r}"),
             (0 < self.ci < 1, f"ci must be in (0, 1), got {self.ci!r}"),
             (
-                self.runtime.capacity >= 2 or Mode.ASYNCTHINK not in self.modes,
+                self.runtime.capacity >= 2 or not any(m.spec.forks for m in self.modes),
                 f"runtime.capacity must be >= 2 for asyncthink, got {self.runtime.capacity!r}",
             ),
         )

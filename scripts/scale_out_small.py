@@ -41,6 +41,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from asyncthink.engines.health import wait_healthy
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
@@ -107,20 +109,6 @@ def start_server(name: str, folder: Path) -> tuple[Group, str]:
     env = {**os.environ, "VLLM_SERVER_DEV_MODE": "1", "VLLM_CPU_KVCACHE_SPACE": "1",
            "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
     return Group(name, cmd, folder / f"{name}.log", env), f"http://{HOST}:{port}"
-
-
-def wait_healthy(server: Group, url: str, deadline: float) -> None:
-    while time.time() < deadline:
-        if server.proc.poll() is not None:
-            raise RuntimeError(f"{server.name} exited with {server.proc.returncode}:\n{server.tail()}")
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(1)
-    raise TimeoutError(f"{server.name} ({url}) not healthy after {BOOT_TIMEOUT_S}s; see {server.log_path}")
 
 
 def prompt_ids(tokenizer) -> list[int]:
@@ -191,7 +179,7 @@ def main() -> int:
             urls.append(url)
         deadline = time.time() + BOOT_TIMEOUT_S
         for server, url in zip(groups, urls, strict=True):
-            wait_healthy(server, url, deadline)
+            wait_healthy(url, max(0.0, deadline - time.time()), server.proc, server.log_path, name=server.name)
         t_boot = time.time() - t0
         print(f"servers healthy after {t_boot:.0f}s: {urls}", flush=True)
         before = [server_greedy(u, ids) for u in urls]

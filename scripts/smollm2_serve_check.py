@@ -12,8 +12,9 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
+
+from asyncthink.engines.health import ServerExited, wait_healthy
 
 QUESTION = "Numbers: 3, 5, 7\nTarget: 22\nFind 2 distinct expressions that each equal 22."
 
@@ -41,17 +42,10 @@ def main() -> None:
                             stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        while True:
-            if proc.poll() is not None:
-                sys.exit(f"serve exited with {proc.returncode}; see {args.log}")
-            if time.perf_counter() - started > args.boot_timeout:
-                sys.exit(f"serve not healthy after {args.boot_timeout} s; see {args.log}")
-            try:
-                with urllib.request.urlopen(url + "/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                time.sleep(1)
+        try:
+            wait_healthy(url, args.boot_timeout, proc, args.log, name="asyncthink serve")
+        except (ServerExited, TimeoutError) as exc:
+            sys.exit(str(exc))
         booted = time.perf_counter()
         client = OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0, timeout=300)
         resp = client.chat.completions.create(model="smollm2", messages=[{"role": "user", "content": QUESTION}])

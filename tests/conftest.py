@@ -12,7 +12,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -48,19 +47,10 @@ class VLLMServer:
         self.log_path = log_path
 
     def wait_ready(self) -> str:
-        import urllib.request
+        from asyncthink.engines.health import wait_healthy
 
-        deadline = time.time() + SERVER_BOOT_TIMEOUT_S
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"vLLM server exited: see {self.log_path}\n{self.log_path.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/health", timeout=2) as r:
-                    if r.status == 200:
-                        return self.url
-            except OSError:
-                time.sleep(1)
-        raise TimeoutError(f"vLLM server not ready after {SERVER_BOOT_TIMEOUT_S}s: see {self.log_path}")
+        wait_healthy(self.url, SERVER_BOOT_TIMEOUT_S, self.proc, self.log_path, name="vLLM server")
+        return self.url
 
     def stop(self) -> None:
         self.proc.terminate()

@@ -39,3 +39,31 @@ def test_saved_config_loads_back_equal(tmp_path):
     assert again == cfg
     engine = EngineConfig(kind="hf", model="m")
     assert load_config(EngineConfig, save_config(engine, tmp_path / "e.yaml")) == engine
+
+
+def test_a_config_built_in_code_takes_mappings_for_its_sections_as_a_file_does():
+    from asyncthink.serve import ServeConfig
+
+    cfg = ServeConfig(runtime={"capacity": 3, "prompts": {"style": "compact"}}, limits={"max_queued": 2},
+                      engine={"kind": "hf", "model": "m"})
+    assert (cfg.runtime.capacity, cfg.runtime.prompts.style, cfg.limits.max_queued) == (3, "compact", 2)
+    assert isinstance(cfg.engine, EngineConfig) and cfg.engine.model == "m"
+    with pytest.raises(ValueError, match=r"runtime\.: unknown key\(s\) \['capcity'\]"):
+        ServeConfig(runtime={"capcity": 3})  # the same error as a file's, not a TypeError from **kwargs
+
+
+def test_command_line_defaults_are_the_config_classes():
+    from typer.testing import CliRunner
+
+    from asyncthink.cli import app
+    from asyncthink.config_io import default_of
+    from asyncthink.serve import ServeLimits
+
+    assert default_of(RuntimeConfig, "temperature") == RuntimeConfig().temperature
+    assert default_of(RuntimeConfig, "prompts") == RuntimeConfig().prompts  # a factory's value
+    with pytest.raises(ValueError, match="has no field 'nope'"):
+        default_of(RuntimeConfig, "nope")
+    solve = CliRunner().invoke(app, ["solve", "--help"], terminal_width=200).output
+    assert f"[default: {RuntimeConfig().temperature}]" in solve
+    serve = CliRunner().invoke(app, ["serve", "--help"], terminal_width=200).output
+    assert f"(default {ServeLimits().max_concurrent_episodes})" in serve

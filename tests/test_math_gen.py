@@ -12,7 +12,7 @@ import pytest
 from asyncthink.envs import make_task
 from asyncthink.envs.math_gen import MathGenConfig, problem_split
 from asyncthink.training.synth import SYNTHESIZERS
-from asyncthink.training.synth_countdown import TopologyOptions
+from asyncthink.training.synth_trace import TopologyOptions
 
 GROUP = re.compile(r"(\d+) (boxes|bags|packs|rows) of (\d+) (\w+)")
 GIVE = re.compile(r"gives away (\d+) (\w+)")
@@ -67,8 +67,8 @@ async def test_cold_start_traces_replay_as_valid_correct_episodes():
     forks = set()
     for p in task.dataset("train", n=25):
         for mode in (Mode.ASYNCTHINK, Mode.SEQUENTIAL):
-            trace = SYNTHESIZERS["math_gen"](p, str(mode), rng, TopologyOptions(p_self_search=0.4))
-            organizer, workers, _ = trace
+            trace = SYNTHESIZERS["math_gen"](p, mode, rng, TopologyOptions(p_self_search=0.4))
+            organizer, workers = trace.organizer, trace.worker_texts()
             runtime = RuntimeConfig(mode=mode, capacity=4, max_organizer_tokens=10**6,
                                     max_worker_tokens=10**6, prompts={"style": "compact"})
             ep = await replay_episode(tok, runtime, p, organizer, workers, task, p["id"])

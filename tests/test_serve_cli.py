@@ -5,28 +5,13 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
-import urllib.request
 
 import pytest
 
+from asyncthink.engines.health import wait_healthy
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.slow
-
-
-def wait_healthy(url: str, proc: subprocess.Popen, log, timeout: float = 180) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"serve exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(url + "/health", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise AssertionError(f"serve not healthy after {timeout}s:\n{log.read_text()[-3000:]}")
 
 
 def test_serve_command_on_the_transformers_engine(tiny_model_dir, tmp_path):
@@ -40,7 +25,7 @@ def test_serve_command_on_the_transformers_engine(tiny_model_dir, tmp_path):
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
     try:
         url = f"http://127.0.0.1:{port}"
-        wait_healthy(url, proc, log)
+        wait_healthy(url, 180, proc, log, name="asyncthink serve")
         client = OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0, timeout=60)
         resp = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "2 + 2?"}])
         assert resp.model_extra["asyncthink"]["organizer_tokens"] <= 24 and resp.usage.completion_tokens > 0

@@ -80,8 +80,8 @@ def test_engine_settings_reach_the_engine_from_flags_and_config(monkeypatch, tmp
 
     seen = {}
 
-    def fake_run(cfg, engine_cfg, access_log=True):
-        seen["serve"], seen["engine"] = cfg, engine_cfg
+    def fake_run(cfg, access_log=True):
+        seen["serve"], seen["engine"] = cfg, cfg.engine
 
     monkeypatch.setattr(serve_cli, "asyncio", type("A", (), {"run": staticmethod(lambda c: c.close())}))
     monkeypatch.setattr(serve_cli, "run_server", lambda *a, **k: fake_run(*a, **k) or _noop())
@@ -235,3 +235,21 @@ async def test_shutdown_answers_every_in_flight_request(attempt):
             results = await asyncio.gather(*clients)
     assert all(not r.startswith("no response") for r in results), [r for r in results if "no response" in r]
     assert engine.live == 0
+
+
+def test_serve_takes_its_engine_from_the_config_file_or_says_what_is_missing(monkeypatch, tmp_path):
+    from typer.testing import CliRunner
+
+    import asyncthink.serve.cli as serve_cli
+    from asyncthink.cli import app
+
+    seen = {}
+    monkeypatch.setattr(serve_cli, "asyncio", type("A", (), {"run": staticmethod(lambda c: c.close())}))
+    monkeypatch.setattr(serve_cli, "run_server", lambda cfg, access_log=True: seen.update(cfg=cfg) or _noop())
+    (tmp_path / "serve.yaml").write_text("engine:\n  kind: hf\n  model: models/tiny-organizer\n")
+    result = CliRunner().invoke(app, ["serve", "--config", str(tmp_path / "serve.yaml"), "--dtype", "float32"])
+    assert result.exit_code == 0, result.output
+    assert (seen["cfg"].engine.kind, seen["cfg"].engine.model, seen["cfg"].engine.dtype) == (
+        "hf", "models/tiny-organizer", "float32")
+    result = CliRunner().invoke(app, ["serve", "--port", "0"])
+    assert result.exit_code == 2 and "serve needs an engine" in result.output

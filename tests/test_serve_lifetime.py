@@ -7,27 +7,14 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 
 import pytest
 
+from asyncthink.engines.health import wait_healthy
 from asyncthink.engines.lifetime import _process_table, descendants
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.slow
-
-
-def wait_health(url: str, proc: subprocess.Popen, timeout: float = 300) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        assert proc.poll() is None, "asyncthink serve exited early"
-        try:
-            with urllib.request.urlopen(url + "/health", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(1)
-    raise TimeoutError("asyncthink serve did not come up")
 
 
 def test_sigkill_of_serve_leaves_no_descendant(tiny_model_dir, tmp_path):
@@ -38,7 +25,7 @@ def test_sigkill_of_serve_leaves_no_descendant(tiny_model_dir, tmp_path):
     with open(tmp_path / "serve.log", "w") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
-        wait_health(f"http://127.0.0.1:{port}", proc)
+        wait_healthy(f"http://127.0.0.1:{port}", 300, proc, tmp_path / "serve.log", name="asyncthink serve")
         table = _process_table()
         tree = descendants({proc.pid: table[proc.pid][1]}, table)
         assert len(tree) >= 3  # serve, vLLM's EngineCore (and its worker), the watchdog

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from asyncthink.engines.health import wait_healthy
 from tests.conftest import free_port
-from tests.test_serve_cli import wait_healthy
 
 pytestmark = pytest.mark.slow
 
@@ -125,7 +125,7 @@ def test_serve_answers_the_official_client(smollm2, tmp_path):
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
     try:
         url = f"http://127.0.0.1:{port}"
-        wait_healthy(url, proc, log, timeout=300)
+        wait_healthy(url, 300, proc, log, name="asyncthink serve")
         client = OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0, timeout=120)
         resp = client.chat.completions.create(
             model="smollm2", messages=[{"role": "user", "content": "Numbers: 3, 5, 7\nTarget: 22\nFind 2 distinct "

@@ -12,12 +12,12 @@ import pytest
 from asyncthink.envs import make_task
 from asyncthink.envs.countdown import check_entry
 from asyncthink.training.synth_countdown import (
-    TopologyOptions,
     asyncthink_trace,
     branches,
     sequential_trace,
     worker_text,
 )
+from asyncthink.training.synth_trace import TopologyOptions
 
 OPTIONS = {"n_numbers": 3, "min_number": 1, "max_number": 9, "min_target": 5, "max_target": 40, "required": 2,
            "test_fraction": 0.3}

@@ -12,14 +12,13 @@ import json
 import logging
 import subprocess
 import sys
-import time
-import urllib.request
 
 import pytest
 from aiohttp import web
 
 from asyncthink.engines import EngineConfig
 from asyncthink.engines.base import generate_all
+from asyncthink.engines.health import wait_healthy
 from asyncthink.engines.openai_engine import HTTPOptions, OpenAIEngine
 from asyncthink.engines.types import EngineError, EngineErrorKind, GenerateRequest, SamplingParams
 from asyncthink.engines.upstream import UpstreamConfigError, UpstreamProblem, normalize_base_url
@@ -227,10 +226,7 @@ def test_serve_behind_the_real_server_named_with_v1(vllm_server, tiny_model_dir,
                             "--served-model-name", "tiny", "--prompt-style", "compact", "--max-tokens", "24",
                             "--max-worker-tokens", "16")
     try:
-        deadline = time.time() + 180
-        while not _healthy(url):
-            assert proc.poll() is None and time.time() < deadline, log.read_text()[-3000:]
-            time.sleep(0.5)
+        wait_healthy(url, 180, proc, log, name="asyncthink serve")
         client = OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0, timeout=60)
         resp = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "2 + 2?"}])
         assert resp.usage.completion_tokens > 0
@@ -252,11 +248,3 @@ async def test_serve_stops_at_start_when_the_upstream_answers_404(tmp_path):
     assert proc.returncode == 2, text[-3000:]
     assert f"GET {up.url}/openai/v1/models answered 404" in text and "server root or end in /v1" in text
     assert "Traceback" not in text
-
-
-def _healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url + "/health", timeout=2) as r:
-            return r.status == 200
-    except OSError:
-        return False

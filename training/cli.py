@@ -28,7 +28,7 @@ def prepare(
 
 @train.command()
 def synth(config: Path = CONFIG, overrides: list[str] = OVERRIDES) -> None:
-    """Write programmatic AsyncThink and sequential traces (countdown, sudoku) and their SFT dataset."""
+    """Write programmatic AsyncThink and sequential traces (countdown, sudoku, math_gen) and their SFT dataset."""
     from asyncthink.config_io import load_config
     from asyncthink.training.synth import SynthConfig, synthesize
 

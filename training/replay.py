@@ -15,31 +15,16 @@ dropped.
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from typing import Any
 
 from asyncthink.engines.base import Engine
+from asyncthink.engines.scripted import joins_done, split_after_joins
 from asyncthink.engines.types import Delta, Final, FinishReason, GenerateRequest
 from asyncthink.episode import Episode
 from asyncthink.executor import EpisodeExecutor
-from asyncthink.prompts import organizer_messages, render, sequential_messages, worker_messages
-from asyncthink.runtime_config import Mode, RuntimeConfig
-
-
-@dataclass
-class Trace:
-    """One written episode (countdown or sudoku synthesis): the organizer's generated text and each
-    worker's, by fork index; ``topology`` names its fork/join shape for the synthesis statistics."""
-
-    organizer: str
-    workers: dict[int, str] = field(default_factory=dict)
-    subqueries: dict[int, str] = field(default_factory=dict)
-    topology: str = ""
-
-
-_AFTER_JOIN = re.compile(r"(?<=<JOIN-\d>)|(?<=<JOIN-\d\d>)")
+from asyncthink.prompts import render, worker_messages
+from asyncthink.runtime_config import RuntimeConfig
 
 
 class ReplayEngine(Engine):
@@ -50,7 +35,7 @@ class ReplayEngine(Engine):
     def __init__(self, tokenizer: Any, scripts: dict[tuple[int, ...], str], max_model_len: int = 1_000_000) -> None:
         self.tokenizer = tokenizer
         self.max_model_len = max_model_len
-        self._segments = {k: [self._encode(s) for s in _AFTER_JOIN.split(v) if s] for k, v in scripts.items()}
+        self._segments = {k: [self._encode(s) for s in split_after_joins(v) if s] for k, v in scripts.items()}
 
     def _encode(self, text: str) -> list[int]:
         return list(self.tokenizer.encode(text, add_special_tokens=False))
@@ -70,7 +55,7 @@ class ReplayEngine(Engine):
             # a row resumed after k joins carries k close tags the runtime appended; rows with the
             # same prompt (two workers given the same sub-query) each start at segment 0
             tail = self.tokenizer.decode(request.prompt_ids[len(key):], skip_special_tokens=False)
-            n = tail.count("</JOIN-")
+            n = joins_done(tail)
             segments = self._segments[key]
             ids = segments[n] if n < len(segments) else [self.tokenizer.eos_token_id]
         ids = ids[: request.sampling.max_tokens]
@@ -93,14 +78,12 @@ async def replay_episode(
     forked with sub-query ``q`` writes ``worker_texts[q]``."""
     instruction = task.instruction() if task else ""
     question = str(problem["question"])
-    if runtime.mode == Mode.ASYNCTHINK:
-        messages = organizer_messages(runtime.prompts, question, instruction, runtime.capacity)
-    else:
-        messages = sequential_messages(runtime.prompts, question, instruction)
+    messages = runtime.mode.top_messages(runtime.prompts, question, instruction, runtime.capacity)
     scripts = {tuple(render(tokenizer, messages, runtime.prompts)): organizer_text}
     worker_instruction = task.worker_instruction() if task else ""
     for subquery, text in (worker_texts or {}).items():
-        wm = worker_messages(runtime.prompts, subquery, question, worker_instruction, False, runtime.capacity)
+        wm = worker_messages(runtime.prompts, subquery, question, worker_instruction, runtime.may_fork(1),
+                             runtime.capacity)
         scripts[tuple(render(tokenizer, wm, runtime.prompts))] = text
     engine = ReplayEngine(tokenizer, scripts)
     return await EpisodeExecutor(engine, runtime, task).run(problem, seed=None, episode_id=episode_id)

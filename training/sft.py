@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from asyncthink.config_io import require, save_config
+from asyncthink.modes import untrainable
 from asyncthink.training.sft_lora import LoRAOptions
 
 
@@ -67,7 +68,7 @@ class SFTRunConfig:
             (self.model, "sft needs a model, got ''"),
             (self.datasets, "sft needs at least one synth folder in datasets, got []"),
         )
-        bad = [m for m in self.modes if m not in ("asyncthink", "sequential")]
+        bad = untrainable(self.modes)
         require(
             (not (bad or not self.modes), f"modes must be asyncthink and/or sequential, got {self.modes}"),
             (

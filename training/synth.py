@@ -12,7 +12,6 @@ Adding a task means registering a synthesizer here, nothing else.
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import json
 import random
@@ -23,35 +22,34 @@ from typing import Any
 
 from asyncthink.config_io import require, save_config
 from asyncthink.episode import Episode, EpisodeStatus, write_jsonl
+from asyncthink.modes import untrainable
 from asyncthink.runtime_config import Mode, RuntimeConfig
 from asyncthink.training.replay import replay_episode
-from asyncthink.training.synth_countdown import TopologyOptions
+from asyncthink.training.synth_trace import TopologyOptions, Trace
 
-# (problem, mode, rng, options) -> (organizer text, {sub-query: worker text}, topology) or None
-Synthesizer = Callable[[dict[str, Any], str, random.Random, TopologyOptions], tuple[str, dict[str, str], str] | None]
+# (problem, mode, rng, options) -> the trace, or None when the synthesizer cannot write one for the problem
+Synthesizer = Callable[[dict[str, Any], Mode, random.Random, TopologyOptions], Trace | None]
 
 
-def _countdown(problem: dict[str, Any], mode: str, rng: random.Random, opts: TopologyOptions):
+def _countdown(problem: dict[str, Any], mode: Mode, rng: random.Random, opts: TopologyOptions) -> Trace | None:
     from asyncthink.training import synth_countdown as sc
 
-    build = sc.asyncthink_trace if mode == Mode.ASYNCTHINK else sc.sequential_trace
-    t = build(list(problem["numbers"]), int(problem["target"]), int(problem["required"]), rng, opts)
-    return None if t is None else (t.organizer, {t.subqueries[k]: t.workers[k] for k in t.workers}, t.topology)
+    build = sc.asyncthink_trace if mode.spec.forks else sc.sequential_trace
+    return build(list(problem["numbers"]), int(problem["target"]), int(problem["required"]), rng, opts)
 
 
-def _sudoku(problem: dict[str, Any], mode: str, rng: random.Random, opts: TopologyOptions):
+def _sudoku(problem: dict[str, Any], mode: Mode, rng: random.Random, opts: TopologyOptions) -> Trace | None:
     from asyncthink.training import synth_sudoku as ss
 
-    t = ss.asyncthink_trace(problem["puzzle"], rng, opts.capacity) if mode == Mode.ASYNCTHINK else \
-        ss.sequential_trace(problem["puzzle"], rng)
-    return None if t is None else (t.organizer, {t.subqueries[k]: t.workers[k] for k in t.workers}, t.topology)
+    if mode.spec.forks:
+        return ss.asyncthink_trace(problem["puzzle"], rng, opts.capacity)
+    return ss.sequential_trace(problem["puzzle"], rng)
 
 
-def _math_gen(problem: dict[str, Any], mode: str, rng: random.Random, opts: TopologyOptions):
+def _math_gen(problem: dict[str, Any], mode: Mode, rng: random.Random, opts: TopologyOptions) -> Trace:
     from asyncthink.training import synth_math as sm
 
-    t = sm.asyncthink_trace(problem, rng, opts) if mode == Mode.ASYNCTHINK else sm.sequential_trace(problem)
-    return t.organizer, {t.subqueries[k]: t.workers[k] for k in t.workers}, t.topology
+    return sm.asyncthink_trace(problem, rng, opts) if mode.spec.forks else sm.sequential_trace(problem)
 
 
 SYNTHESIZERS: dict[str, Synthesizer] = {"countdown": _countdown, "sudoku": _sudoku, "math_gen": _math_gen}
@@ -89,7 +87,7 @@ class SynthConfig:
         require(
             (self.task in SYNTHESIZERS, f"no synthesizer for task {self.task!r}; have {sorted(SYNTHESIZERS)}"),
         )
-        bad = [m for m in self.modes if m not in ("asyncthink", "sequential")]
+        bad = untrainable(self.modes)
         require(
             (not bad, f"modes must be asyncthink and/or sequential, got {bad}"),
             (
@@ -145,17 +143,18 @@ async def _synthesize_mode(cfg, mode, problems, tokenizer, task, progress) -> tu
     topologies: collections.Counter = collections.Counter()
     for problem in track(problems, description=f"synth {mode}", disable=not progress):
         for k in range(repeats):
-            trace = SYNTHESIZERS[cfg.task](problem, mode, rng, cfg.topology)
+            trace = SYNTHESIZERS[cfg.task](problem, runtime.mode, rng, cfg.topology)
             if trace is None:
                 rejected["no_trace"] += 1
                 continue
             written += 1
-            ep = await replay_episode(tokenizer, runtime, problem, trace[0], trace[1], task, f"{problem['id']}#{k}")
+            ep = await replay_episode(tokenizer, runtime, problem, trace.organizer, trace.worker_texts(), task,
+                                      f"{problem['id']}#{k}")
             if ep.status != EpisodeStatus.OK or ep.score != 1.0:
                 rejected[ep.error_codes[0] if ep.error_codes else f"score_{ep.score}"] += 1
                 continue
-            ep.info["topology"] = trace[2]
-            topologies[trace[2]] += 1
+            ep.info["topology"] = trace.topology
+            topologies[trace.topology] += 1
             kept.append(ep)
     return kept, _mode_stats(kept, written, rejected, topologies, repeats * len(problems))
 
@@ -172,10 +171,6 @@ def _mode_stats(kept: list[Episode], written: int, rejected, topologies, attempt
     }
 
 
-def run_synth(cfg: SynthConfig) -> dict[str, Any]:
-    return asyncio.run(synthesize(cfg))
-
-
 def write_corpus(cfg: SynthConfig, path: str | Path, problems: int | None = None) -> Path:
     """Raw text of prompts and traces (no tokenizer needed), to train a tiny model's tokenizer on."""
     from asyncthink.envs import make_task
@@ -186,9 +181,10 @@ def write_corpus(cfg: SynthConfig, path: str | Path, problems: int | None = None
     for problem in task.dataset(cfg.split, n=problems or min(cfg.problems, 500), seed=cfg.seed):
         lines.append(str(problem["question"]))
         for mode in cfg.modes:
-            trace = SYNTHESIZERS[cfg.task](problem, mode, rng, cfg.topology)
+            trace = SYNTHESIZERS[cfg.task](problem, Mode(mode), rng, cfg.topology)
             if trace is not None:
-                lines += [trace[0], *trace[1].keys(), *trace[1].values()]
+                texts = trace.worker_texts()
+                lines += [trace.organizer, *texts.keys(), *texts.values()]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(line.replace("\n", " ") for line in lines) + "\n")

@@ -29,7 +29,7 @@ from fractions import Fraction
 
 from asyncthink.envs import arith
 from asyncthink.envs.countdown import canonical_str
-from asyncthink.training.replay import Trace
+from asyncthink.training.synth_trace import TopologyOptions, Trace
 
 OPS = ("+", "-", "*", "/")  # - and / take the larger operand first, so every value written is whole and >= 0
 
@@ -163,24 +163,6 @@ def answer_text(found: list[str], target: int) -> str:
 
 
 # ------------------------------------------------------------ topologies
-
-
-@dataclass
-class TopologyOptions:
-    """How organizer traces vary; probabilities are per trace."""
-
-    capacity: int = 4
-    """Pool size the traces respect: at most ``capacity - 1`` workers forked and not joined."""
-    p_plan: float = 0.5
-    """The organizer first writes how many branches there are."""
-    p_self_search: float = 0.3
-    """Per wave: the organizer searches one branch itself while its workers run."""
-    p_stop_early: float = 0.6
-    """Stop forking once ``required`` distinct solutions are in hand."""
-    p_shuffle: float = 0.5
-    """Explore branches in a random order (else in the natural order)."""
-    p_full_waves: float = 0.5
-    """Fill the pool in every wave (else waves of random size)."""
 
 
 def asyncthink_trace(numbers: list[int], target: int, required: int, rng: random.Random,

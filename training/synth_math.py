@@ -25,8 +25,7 @@ import random
 from typing import Any
 
 from asyncthink.envs.math_gen import group_text
-from asyncthink.training.replay import Trace
-from asyncthink.training.synth_countdown import TopologyOptions
+from asyncthink.training.synth_trace import TopologyOptions, Trace
 
 
 def _groups(problem: dict[str, Any]) -> list[tuple[str, int, int]]:

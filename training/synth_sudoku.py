@@ -15,7 +15,7 @@ from __future__ import annotations
 import random
 
 from asyncthink.envs.sudoku import BOX
-from asyncthink.training.replay import Trace
+from asyncthink.training.synth_trace import Trace
 
 
 def _units(size: int, kind: str) -> list[list[int]]:

@@ -28,7 +28,8 @@ from asyncthink.engines.types import EngineErrorKind
 from asyncthink.episode import Episode, EpisodeStatus
 from asyncthink.executor import OFF_LOOP_CHARS, EpisodeExecutor, TextDelta
 from asyncthink.gc_tuning import serving_gc
-from asyncthink.prompts import organizer_messages, render, sequential_messages
+from asyncthink.modes import ORGANIZER_ROW
+from asyncthink.prompts import render
 from asyncthink.serve.admission import Admission
 from asyncthink.serve.config import ServeConfig
 from asyncthink.serve.connections import ConnectionGuard
@@ -234,15 +235,13 @@ def engine_failure(ep: Episode) -> ApiError | None:
 def _top_prompt(tokenizer: Any, req: EpisodeRequest) -> list[int]:
     """The ids of the organizer's (or each trace's) prompt, as the executor renders them (no task instruction)."""
     rt = req.runtime
-    messages = organizer_messages(rt.prompts, req.question, "", rt.capacity) if rt.mode.spec.forks \
-        else sequential_messages(rt.prompts, req.question, "")
-    return render(tokenizer, messages, rt.prompts)
+    return render(tokenizer, rt.mode.top_messages(rt.prompts, req.question, "", rt.capacity), rt.prompts)
 
 
 def _without_worker_text(queue: asyncio.Queue) -> Any:
     """An observer that queues all but the workers' text (most tokens of an episode), which no one reads."""
     def observe(event: Any) -> None:
-        if not (isinstance(event, TextDelta) and event.row_id != "0"):
+        if not (isinstance(event, TextDelta) and event.row_id != ORGANIZER_ROW):
             queue.put_nowait(event)
 
     return observe

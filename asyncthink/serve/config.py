@@ -2,16 +2,17 @@
 
 ``ServeConfig.runtime`` holds the defaults of every episode (mode, capacity,
 budgets, sampling, prompt style); a request may change some of them within
-``ServeLimits``. Loaded like every other config (``config_io.load_config``):
-YAML plus ``key=value`` overrides, e.g. ``limits.max_concurrent_episodes=32``.
+``ServeLimits``. ``ServeConfig.engine`` is the same ``EngineConfig`` as eval's.
+Loaded like every other config (``config_io.load_config``): YAML plus
+``key=value`` overrides, e.g. ``limits.max_concurrent_episodes=32``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
-from asyncthink.config_io import require
+from asyncthink.config_io import build_nested, require
+from asyncthink.engines.factory import EngineConfig
 from asyncthink.runtime_config import RuntimeConfig
 
 
@@ -80,15 +81,13 @@ class ServeConfig:
     """At shutdown, in-flight episodes get this long to finish; the rest are cancelled (503 to their clients)."""
     api_key: str | None = None
     """When set, ``/v1/*`` requests need ``Authorization: Bearer <api_key>`` (401 otherwise); ``/health`` stays open."""
-    engine: dict[str, Any] = field(default_factory=dict)
-    """``EngineConfig`` fields for the engine, e.g. ``read_timeout_s``, ``connect_timeout_s``, ``retries`` of the
-    HTTP engine; command-line flags override them."""
+    engine: EngineConfig | None = None
+    """The engine and model (``asyncthink.engines.EngineConfig``, as in eval), e.g. ``kind``, ``model`` or the
+    HTTP engine's ``read_timeout_s``; ``asyncthink serve``'s engine flags override its fields. ``None`` only
+    when the caller builds the engine itself (``create_app(engine, config)``)."""
 
     def __post_init__(self) -> None:
-        if isinstance(self.runtime, dict):
-            self.runtime = RuntimeConfig(**self.runtime)
-        if isinstance(self.limits, dict):
-            self.limits = ServeLimits(**self.limits)
+        build_nested(self)
         require((0 <= self.port <= 65535, f"port must be in 0..65535, got {self.port!r}"))
         require((self.shutdown_grace_s >= 0, f"shutdown_grace_s must be >= 0, got {self.shutdown_grace_s!r}"))
         require((self.api_key is None or bool(self.api_key), "api_key must not be empty"))

@@ -30,7 +30,6 @@ from typing import Any
 
 from asyncthink.episode import Episode, EpisodeStatus
 from asyncthink.executor import EpisodeDone, TextDelta, WorkerForked, WorkerJoined
-from asyncthink.runtime_config import Mode
 from asyncthink.serve.errors import ApiError
 from asyncthink.serve.responses import ResponseShape
 from asyncthink.serve.schema import ApiKind, EpisodeRequest
@@ -61,7 +60,7 @@ class StreamEncoder:
     def __init__(self, shape: ResponseShape, req: EpisodeRequest, eos: str | None,
                  failure: Callable[[Episode], ApiError | None] | None = None) -> None:
         self.shape, self.req, self.eos = shape, req, eos
-        self.content_row = None if req.runtime.mode == Mode.PARALLEL else "0"
+        self.content_row = req.runtime.mode.content_row()
         self.failure = failure  # how an episode that failed in the engine is reported
         self.finished = False
 
