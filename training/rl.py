@@ -7,10 +7,15 @@ One step reads as generate, score, advantages, loss, log:
 2. score: the task's episode reward (accuracy, format penalty, concurrency);
 3. advantages: per group of G, std-normalised or mean-centred;
 4. loss: every policy token of every row gets its episode's advantage; clipped
-   ratio, truncated importance weights, token mean over the whole batch
-   (all processes), optional KL to the initial model; then weights are synced
-   to the rollout engine;
-5. log: console, JSONL, TensorBoard; curves at the end.
+   ratio, truncated importance weights, normalised over the whole batch (all
+   processes; ``loss_norm``: token mean by default), optional KL to the initial
+   model; then weights are synced to the rollout engine;
+5. log: console, JSONL, TensorBoard; curves at the end. Beside the outcomes,
+   each step logs what tells a healthy update from a broken one: policy
+   entropy, the sampler/trainer logprob gap and the importance weights' spread,
+   the gradient norm before clipping, KL to the reference (with one) and
+   between the policy before and after the step, the share of groups without
+   signal, and tokens trained per role.
 
 Several processes (``torchrun --nproc_per_node N -m asyncthink train rl``, or
 ``accelerate launch``) each roll out their share of the prompts and all-reduce
@@ -26,7 +31,7 @@ import copy
 import os
 import random
 import time
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,10 +45,17 @@ from asyncthink.envs.rewards import RewardBreakdown, episode_reward, trainable
 from asyncthink.episode import Episode, Outcome, write_jsonl
 from asyncthink.executor import EpisodeExecutor
 from asyncthink.training.checkpoint import TrainState, latest_checkpoint, load_checkpoint, save_checkpoint
-from asyncthink.training.rl_batch import TrainRow, collate, episode_rows, group_advantages, micro_batches
+from asyncthink.training.rl_batch import TrainRow, collate, group_advantages, micro_batches
 from asyncthink.training.rl_config import RLConfig
 from asyncthink.training.rl_logging import MetricsLogger, episode_stats, plot_curves, signal_stats
-from asyncthink.training.rl_loss import LossParts, policy_loss, token_logprobs
+from asyncthink.training.rl_loss import (
+    LossParts,
+    loss_denominator,
+    loss_rows,
+    policy_loss,
+    token_logprobs,
+    token_logprobs_and_entropy,
+)
 
 
 class GRPOTrainer:
@@ -159,9 +171,9 @@ class GRPOTrainer:
             f"{where}" + (" (its traceback is in the log above and in the episode's info)" if bug else ""))
 
     def update(self, episodes: list[Episode], advantages: list[float | None]) -> dict[str, float]:
-        """``updates_per_step`` optimizer updates over the step's trained rows; returns loss statistics."""
-        rows = [r for i, (ep, a) in enumerate(zip(episodes, advantages, strict=True)) if a is not None
-                for r in episode_rows(ep, a, i)]
+        """``updates_per_step`` optimizer updates over the step's trained rows; returns loss statistics and the
+        step's diagnostics (entropy, sampler/trainer gap, importance weights, grad norm, KL, tokens per role)."""
+        rows = self.train_rows(episodes, advantages)
         self.model.train()
         n = self.cfg.updates_per_step
         parts = [[r for r in rows if r.episode % n == k] for k in range(n)]
@@ -169,42 +181,88 @@ class GRPOTrainer:
         old = {key: v for part in parts for key, v in self._old_logprobs(part).items()} if n > 1 else None
         totals: dict[str, float] = {f"trained_tokens/{role}": self._global_sum(sum(
             sum(r.loss_mask) for r in rows if _role(r) == role)) for role in ("organizer", "worker")}
+        seen: dict[int, torch.Tensor] = {}  # the pre-step logprobs the loss saw (n == 1), for update_kl
+        summed: LossParts | None = None
         for part in parts:
-            for key, value in self._optimizer_step(part, old).items():
+            step_parts, stats = self._optimizer_step(part, old, seen)
+            summed = step_parts if summed is None else summed + step_parts
+            for key, value in stats.items():
                 totals[key] = totals.get(key, 0.0) + value / n
+        if summed is not None:
+            totals.update(self._diagnostics(summed))
+        if self.cfg.log_update_kl:  # every process takes part (a process without rows adds 0)
+            totals["update_kl"] = self._update_kl(rows, old if old is not None else seen)
         return totals
 
-    def _optimizer_step(self, rows: list[TrainRow], old: dict[int, torch.Tensor] | None) -> dict[str, float]:
+    def train_rows(self, episodes: list[Episode], advantages: list[float | None]) -> list[TrainRow]:
+        """The step's training rows, selected and weighted for ``loss_norm`` (``rl_loss.loss_rows``)."""
+        return loss_rows(episodes, advantages, self.cfg.group_size, self.cfg.loss_norm)
+
+    def loss_denominator(self, rows: list[TrainRow]) -> float:
+        """What this update's loss sum is divided by, the same on every process (``RLConfig.loss_norm``)."""
+        c = self.cfg
+        episodes = c.prompts_per_step * c.group_size / c.updates_per_step
+        return loss_denominator(rows, c.loss_norm, episodes, c.loss_norm_tokens, self._global_sum)
+
+    def _optimizer_step(self, rows: list[TrainRow], old: dict[int, torch.Tensor] | None,
+                        seen: dict[int, torch.Tensor]) -> tuple[LossParts, dict[str, float]]:
         tokens = self._global_sum(sum(sum(r.loss_mask) for r in rows))
-        sums = {"loss": 0.0, "clipped": 0.0, "kl": 0.0, "tis_weight": 0.0, "ratio": 0.0}
+        denominator = self.loss_denominator(rows)
+        total: LossParts | None = None
         self.optimizer.zero_grad(set_to_none=True)
         for batch_rows in micro_batches(rows, self.cfg.micro_batch_tokens):
-            parts = self._loss(batch_rows, old)
-            # token mean over the whole batch on every process: divide the sum by the global count
-            (parts.loss / max(tokens, 1.0)).backward()
-            for key in sums:
-                sums[key] += float(parts.loss.detach()) if key == "loss" else getattr(parts, key)
+            parts, logp = self._loss(batch_rows, old)
+            # the normaliser of the whole batch on every process: divide the sum by the global denominator
+            (parts.loss / denominator).backward()
+            parts.loss = parts.loss.detach()
+            total = parts if total is None else total + parts
+            if old is None:
+                seen.update({id(r): logp[k, : len(r.ids) - 1].detach().clone() for k, r in enumerate(batch_rows)})
         self._all_reduce_grads()
         grad_norm = self._clip_and_step()
-        stats = {k: self._global_sum(v) / max(tokens, 1.0) for k, v in sums.items()}
-        return {"loss": stats["loss"], "clip_fraction": stats["clipped"], "kl": stats["kl"],
-                "tis_weight": stats["tis_weight"], "ratio": stats["ratio"], "grad_norm": grad_norm,
-                "trained_tokens": tokens}
+        loss = self._global_sum(float(total.loss) if total is not None else 0.0) / denominator
+        # grad_norm is the norm before clipping: how large the step wanted to be
+        return total or _empty_parts(), {"loss": loss, "grad_norm": grad_norm, "trained_tokens": tokens}
 
-    def _loss(self, rows: list[TrainRow], old: dict[int, torch.Tensor] | None) -> LossParts:
+    def _diagnostics(self, parts: LossParts) -> dict[str, float]:
+        """The per-token diagnostics of the whole step (every update, every process)."""
+        sums = {f.name: self._global_sum(float(getattr(parts, f.name))) for f in fields(parts)
+                if f.name not in ("loss", "tis_raw_min", "tis_raw_max")}
+        merged = LossParts(loss=torch.zeros(()), **sums, tis_raw_min=self._global_extreme(parts.tis_raw_min, "min"),
+                           tis_raw_max=self._global_extreme(parts.tis_raw_max, "max"))
+        stats = merged.means()
+        if self.ref is None:
+            del stats["kl"]  # there is no reference to be far from; update_kl says how far each step moves
+        return stats
+
+    def _loss(self, rows: list[TrainRow], old: dict[int, torch.Tensor] | None) -> tuple[LossParts, torch.Tensor]:
         batch = collate(rows, self.tokenizer.pad_token_id or 0).to(self.acc.device)
         temperature = self.cfg.runtime.temperature
         # policy, old and reference logprobs all under the same autocast: with bf16 on, the ratio is exactly 1
         # and the KL exactly 0 before any update
         with self.acc.autocast():
-            logp = token_logprobs(self.model, batch, temperature)
+            logp, entropy = token_logprobs_and_entropy(self.model, batch, temperature)
         old_logp = _stack(old, rows, logp) if old is not None else None
         ref_logp = None
         if self.ref is not None:
             with torch.no_grad(), self.acc.autocast():
                 ref_logp = token_logprobs(self.ref, batch, temperature)
         c = self.cfg
-        return policy_loss(logp, batch, old_logp, ref_logp, c.clip_low, c.clip_high, c.tis_cap, c.kl_coef)
+        parts = policy_loss(logp, batch, old_logp, ref_logp, c.clip_low, c.clip_high, c.tis_cap, c.kl_coef, entropy)
+        return parts, logp
+
+    @torch.no_grad()
+    def _update_kl(self, rows: list[TrainRow], before: dict[int, torch.Tensor]) -> float:
+        """KL(pre-step || post-step) per trained token, k3 on the sampled tokens: how far this step moved the
+        policy (one extra forward pass)."""
+        after = self._old_logprobs(rows)
+        total = count = 0.0
+        for r in rows:
+            mask = torch.tensor(r.loss_mask, dtype=torch.float32, device=after[id(r)].device)
+            delta = after[id(r)] - before[id(r)]
+            total += float(((torch.exp(delta) - delta - 1) * mask).sum())
+            count += float(mask.sum())
+        return self._global_sum(total) / max(self._global_sum(count), 1.0)
 
     @torch.no_grad()
     def _old_logprobs(self, rows: list[TrainRow]) -> dict[int, torch.Tensor]:
@@ -231,6 +289,15 @@ class GRPOTrainer:
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.max_grad_norm or float("inf"))
         self.optimizer.step()
         return float(norm)
+
+    def _global_extreme(self, value: float, op: str) -> float:
+        if self.acc.num_processes == 1:
+            return float(value)
+        import torch.distributed as dist
+
+        t = torch.tensor(float(value), device=self.acc.device, dtype=torch.float64)
+        dist.all_reduce(t, op=dist.ReduceOp.MIN if op == "min" else dist.ReduceOp.MAX)
+        return float(t)
 
     def _global_sum(self, value: float) -> float:
         if self.acc.num_processes == 1:
@@ -326,6 +393,10 @@ class GRPOTrainer:
 
 def _role(row: TrainRow) -> str:
     return "organizer" if "." not in row.row_id else "worker"  # workers are "0.1", "0.1.2", ...
+
+
+def _empty_parts() -> LossParts:
+    return LossParts(loss=torch.zeros(()), tokens=0.0, clipped=0.0, kl=0.0, tis_weight=0.0, ratio=0.0)
 
 
 def _stack(old: dict[int, torch.Tensor], rows: list[TrainRow], like: torch.Tensor) -> torch.Tensor:

@@ -42,6 +42,20 @@ def group_advantages(rewards: list[float], group_size: int, normalize_std: bool 
     return out
 
 
+SIGNAL_EPS = 1e-9
+"""An advantage at most this far from 0 carries no signal."""
+
+
+def signal_groups(advantages: list[float | None], group_size: int) -> list[bool | None]:
+    """Per group: True if some kept advantage is non-zero (the group teaches something), False if all are 0
+    (every answer scored alike), None if the group has no kept episode (all dropped)."""
+    out: list[bool | None] = []
+    for g in range(0, len(advantages), group_size):
+        kept = [a for a in advantages[g : g + group_size] if a is not None]
+        out.append(any(abs(a) > SIGNAL_EPS for a in kept) if kept else None)
+    return out
+
+
 @dataclass
 class TrainRow:
     """One sequence to train on, aligned to next-token targets (length ``len(ids) - 1``)."""
@@ -52,6 +66,8 @@ class TrainRow:
     advantage: float
     episode: int
     row_id: str
+    weight: float = 1.0
+    """Factor on each of the row's token losses before the loss normaliser (``row_mean``: 1 / its tokens)."""
 
 
 def episode_rows(ep: Episode, advantage: float, index: int) -> list[TrainRow]:
@@ -77,9 +93,11 @@ class TokenBatch:
     loss_mask_BT: torch.Tensor
     rollout_logprobs_BT: torch.Tensor
     advantages_BT: torch.Tensor
+    weights_BT: torch.Tensor | None = None
+    """Per-token loss factor (``TrainRow.weight``); None means 1 everywhere."""
 
     def to(self, device: torch.device | str) -> TokenBatch:
-        return TokenBatch(*(t.to(device) for t in self.__dict__.values()))
+        return TokenBatch(*(None if t is None else t.to(device) for t in self.__dict__.values()))
 
 
 def collate(rows: list[TrainRow], pad_id: int) -> TokenBatch:
@@ -97,6 +115,7 @@ def collate(rows: list[TrainRow], pad_id: int) -> TokenBatch:
         loss_mask_BT=torch.tensor([padded(r.loss_mask, 0) for r in rows], dtype=torch.float32),
         rollout_logprobs_BT=torch.tensor([padded(r.rollout_logprobs, 0.0) for r in rows], dtype=torch.float32),
         advantages_BT=torch.tensor([[r.advantage] * width for r in rows], dtype=torch.float32),
+        weights_BT=torch.tensor([[r.weight] * width for r in rows], dtype=torch.float32),
     )
 
 

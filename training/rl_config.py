@@ -9,6 +9,18 @@ from asyncthink.engines import EngineConfig
 from asyncthink.envs.rewards import RewardConfig
 from asyncthink.runtime_config import Mode, RuntimeConfig
 
+LOSS_NORMS = {
+    "token_mean": "the token sum over the number of trained tokens in the batch (every kept group counts, "
+                  "a group without signal too)",
+    "signal_token_mean": "as token_mean over the groups with signal only: rows of groups whose advantages are "
+                         "all 0 are left out of the loss and of its denominator",
+    "row_mean": "each row's token mean, averaged over the batch's rows (every row weighs the same, whatever "
+                "its length)",
+    "constant": "the token sum over a fixed count, episodes per update x loss_norm_tokens (Dr. GRPO): a "
+                "token's weight never depends on the batch",
+}
+"""The loss normalisers (``RLConfig.loss_norm``) and what each divides by."""
+
 
 @dataclass
 class RLConfig:
@@ -60,6 +72,20 @@ class RLConfig:
     """Weight of the k3 KL to the initial model; 0 skips the reference model."""
     advantage: str = "std"
     """``std``: (R - mean) / (std + eps) per group; ``mean``: R - mean (no std normalisation)."""
+    loss_norm: str = "token_mean"
+    """What the batch's summed token losses are divided by (``LOSS_NORMS`` above). ``token_mean``:
+    the trained tokens of every kept group, a group without signal (all advantages 0) included, so the share of
+    such groups shrinks the step; ``signal_token_mean``: the same over the groups with signal only (the others
+    leave the loss, their KL term too), so two ablation arms that differ in how many groups carry signal still
+    give each signal token the same weight; ``row_mean``: each row's token mean, averaged over rows (short
+    rows weigh as much as long ones); ``constant``: episodes per update x ``loss_norm_tokens`` (Dr. GRPO), a
+    token's weight fixed whatever the batch."""
+    loss_norm_tokens: int = 0
+    """The per-episode token count of ``loss_norm: constant`` (about the trained tokens of a typical episode
+    keeps the step size of ``token_mean``); unused otherwise, and required > 0 with it."""
+    log_update_kl: bool = True
+    """Log ``update_kl``, KL(policy before the step || after) per trained token: how far one step moves the
+    policy. Costs one extra forward pass over the step's rows."""
     max_error_fraction: float = 0.1
     """Stop the run when more than this share of a step's episodes (all processes) fail for a reason that is
     not the policy's: status ``error``, an engine failure (an engine error, or a request the engine ended with
@@ -100,10 +126,14 @@ class RLConfig:
             (self.max_steps >= 1, f"max_steps must be >= 1, got {self.max_steps}"),
             (self.learning_rate > 0, f"learning_rate must be > 0, got {self.learning_rate}"),
             (self.advantage in ("std", "mean"), f"advantage must be 'std' or 'mean', got {self.advantage!r}"),
+            (self.loss_norm in LOSS_NORMS, f"loss_norm must be one of {sorted(LOSS_NORMS)}, got {self.loss_norm!r}"),
+            (self.loss_norm != "constant" or self.loss_norm_tokens > 0,
+             f"loss_norm=constant needs loss_norm_tokens > 0, got {self.loss_norm_tokens}"),
+            (self.loss_norm_tokens >= 0, f"loss_norm_tokens must be >= 0, got {self.loss_norm_tokens}"),
             (rt.temperature > 0, f"RL samples: runtime.temperature must be > 0, got {rt.temperature}"),
             (rt.top_p == 1.0 and rt.top_k == 0,
              f"RL computes logprobs with temperature only: need top_p=1, top_k=0, got {rt.top_p}, {rt.top_k}"),
-            (rt.mode != Mode.PARALLEL, "RL trains asyncthink or sequential episodes, not parallel (voted) ones"),
+            (rt.mode.trains, "RL trains asyncthink or sequential episodes, not parallel (voted) ones"),
             (self.updates_per_step >= 1, f"updates_per_step must be >= 1, got {self.updates_per_step}"),
             (self.save_every >= 1, f"save_every must be >= 1, got {self.save_every}"),
             (0 <= self.clip_low < 1 and self.clip_high >= 0, f"bad clip range {self.clip_low}, {self.clip_high}"),

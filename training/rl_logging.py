@@ -6,6 +6,14 @@ score (the reward's accuracy term, ``R_accuracy``), ``accuracy`` the share of ep
 correct (``asyncthink.eval.stats.is_correct``: score 1, every required solution), so a training curve and an
 eval report mean the same thing by accuracy. Runs logged before the two were split wrote the score under
 ``accuracy``; ``read_metrics`` reads such rows as ``score``.
+
+The update's health, per step (``GRPOTrainer.update``, over trained tokens, all processes): ``entropy`` of the
+policy at the rollout temperature; ``logprob_gap``, the mean ``|logp_trainer - logp_sampler|`` before the
+update, and the raw importance weight ``exp(logp_trainer - logp_sampler)``'s ``tis_raw_mean``, ``_std``,
+``_min``, ``_max`` and ``tis_capped`` (share above ``tis_cap``; ``tis_weight`` is the mean weight applied);
+``grad_norm`` before clipping; ``kl`` to the reference (only with ``kl_coef > 0``) and ``update_kl``, KL from
+the policy before the step to after it; ``groups_without_signal``; ``trained_tokens/organizer`` and
+``/worker``.
 """
 
 from __future__ import annotations
@@ -20,11 +28,19 @@ from rich.console import Console
 from asyncthink.envs.rewards import RewardBreakdown
 from asyncthink.episode import Episode, EpisodeStatus, Outcome
 from asyncthink.eval.stats import is_correct
+from asyncthink.training.rl_batch import signal_groups
 
 CURVES = [("reward", "reward"), ("accuracy", "accuracy (fully correct)"), ("score", "score (partial credit)"),
           ("eta_over_capacity", "eta / capacity"), ("latency", "critical-path latency"),
           ("format_error_rate", "format error rate"), ("forks", "forks per episode"), ("loss", "loss"),
-          ("kl", "KL to reference"), ("clip_fraction", "clipped")]
+          ("kl", "KL to reference"), ("clip_fraction", "clipped"),
+          ("entropy", "policy entropy (trained tokens)"), ("logprob_gap", "|logp trainer - logp sampler|"),
+          ("tis_raw_max", "max importance weight (before cap)"), ("grad_norm", "grad norm (before clip)"),
+          ("update_kl", "KL(before step || after)"), ("groups_without_signal", "groups without signal"),
+          ("trained_tokens/organizer", "trained tokens: organizer"), ("trained_tokens/worker",
+                                                                     "trained tokens: worker")]
+"""The panels of ``curves.png``: (metrics key, title); a key the run never logged gets no panel."""
+CURVE_COLUMNS = 6
 
 
 def episode_stats(episodes: list[Episode]) -> dict[str, float]:
@@ -67,6 +83,7 @@ def signal_stats(breakdowns: list[RewardBreakdown], advantages: list[float | Non
     groups = [[k for k in range(g, g + group_size) if advantages[k] is not None]
               for g in range(0, len(advantages), group_size)]
     groups = [g for g in groups if g]
+    signal = [s for s in signal_groups(advantages, group_size) if s is not None]
 
     def spread(values: list[float]) -> float:
         mu = sum(values) / len(values)
@@ -79,7 +96,7 @@ def signal_stats(breakdowns: list[RewardBreakdown], advantages: list[float | Non
         "at_concurrency_cap": mean([float(breakdowns[k].eta_over_capacity >= tau) for k in kept]),
         "concurrency_reward_spread": mean([spread([breakdowns[k].concurrency for k in g]) for g in groups]),
         "advantage_spread": mean([spread([advantages[k] for k in g]) for g in groups]),
-        "groups_without_signal": mean([float(all(abs(advantages[k]) < 1e-9 for k in g)) for g in groups]),
+        "groups_without_signal": mean([float(not s) for s in signal]),
         "dropped_episodes": float(len(advantages) - len(kept)),
     }
 
@@ -91,8 +108,9 @@ def console_line(step: int, m: dict[str, float]) -> str:
               f"+budget={m.get('status/budget_exceeded', 0):.0f}" + (f" ({codes})" if codes else "")
               + f" error={m.get('status/error', 0):.0f} runtime_error={m.get('status/runtime_error', 0):.0f}")
     shown = ("reward", "accuracy", "score", "eta_over_capacity", "at_concurrency_cap", "concurrency_reward_spread",
-             "advantage_spread", "trained_tokens/organizer", "trained_tokens/worker", "latency", "forks", "loss",
-             "kl", "clip_fraction", "tokens_per_s", "step_s")
+             "advantage_spread", "groups_without_signal", "trained_tokens/organizer", "trained_tokens/worker",
+             "latency", "forks", "loss", "entropy", "logprob_gap", "tis_raw_std", "tis_raw_max", "grad_norm", "kl",
+             "update_kl", "clip_fraction", "tokens_per_s", "step_s")
     return f"[bold]step {step}[/] {status}  " + "  ".join(f"{k}={m[k]:.3g}" for k in shown if k in m)
 
 
@@ -152,9 +170,13 @@ def plot_curves(metrics_path: str | Path, png: str | Path, title: str = "RL") ->
     rows = read_metrics(metrics_path)
     if not rows:
         return None
-    fig, axes = plt.subplots(2, 5, figsize=(18, 6.5))
+    curves = [(key, label) for key, label in CURVES if any(key in r for r in rows)]  # e.g. no reference: no KL
+    n_rows = -(-len(curves) // CURVE_COLUMNS)
+    fig, axes = plt.subplots(n_rows, CURVE_COLUMNS, figsize=(3.6 * CURVE_COLUMNS, 3.2 * n_rows), squeeze=False)
     steps = [r["step"] for r in rows]
-    for ax, (key, label) in zip(axes.flat, CURVES, strict=True):
+    for ax in axes.flat[len(curves):]:
+        ax.set_visible(False)
+    for ax, (key, label) in zip(axes.flat, curves, strict=False):
         ax.plot(steps, [r.get(key, float("nan")) for r in rows], marker=".", linewidth=1)
         ax.set_title(label, fontsize=10)
         ax.set_xlabel("step", fontsize=8)
