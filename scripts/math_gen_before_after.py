@@ -73,10 +73,12 @@ def main() -> None:
     parser.add_argument("--sft", default="runs/mathgen/sft")
     parser.add_argument("--rl", default="runs/mathgen/rl/final")
     parser.add_argument("--out", default="runs/mathgen/eval")
+    parser.add_argument("--sft-out", default=None,
+                        help="SFT's evaluation folder (default OUT/sft); RL seeds that share it evaluate SFT once")
     parser.add_argument("overrides", nargs="*", help="key=value overrides of the eval config")
     args = parser.parse_args()
     out = Path(args.out)
-    rows = {"SFT only": evaluate(args.sft, out / "sft", args.overrides),
+    rows = {"SFT only": evaluate(args.sft, Path(args.sft_out) if args.sft_out else out / "sft", args.overrides),
             "SFT + RL": evaluate(args.rl, out / "rl", args.overrides)}
     sft_eps, rl_eps = rows["SFT only"][1], rows["SFT + RL"][1]
     comparisons = [compare(sft_eps, rl_eps, m, "SFT only", "SFT + RL", n_boot=2000) for m in METRICS]

@@ -1,0 +1,115 @@
+"""Collect the math RL seed runs into one machine-readable ``results.json``, and the docs' table from it.
+
+Reads what ``scripts/math_rl_seeds.sh`` wrote: for each held-out list (``content``: 200 distinct sums;
+``wording``: 200 wordings of 108 sums), SFT's evaluation (``runs/mathgen/eval-<list>-sft``) and each RL seed's
+(``runs/mathgen/eval-<list>-s<seed>/rl``). Writes ``results.json`` with
+
+- ``runs``: one object per list x mode x checkpoint x seed (``mode``, ``checkpoint`` ``sft`` or ``rl``, ``seed``,
+  ``problems`` (the list), ``n``, ``clusters``, ``accuracy``, ``accuracy_ci``, ``latency``, ``eta_over_capacity``,
+  ``forks``, ``format_errors``, ``statuses``);
+- ``comparisons``: RL minus SFT per list, mode, metric and seed, and with the seeds pooled (every RL seed's
+  episodes on a problem averaged: ``seeds`` lists those pooled), each with ``a``, ``b``, ``metric``, ``diff``,
+  ``ci`` (95 %, a bootstrap over clusters of related problems), ``clusters``, ``significant``;
+- ``seed_spread``: per list, mode and metric, the mean and standard deviation of the per-seed differences.
+
+``--table`` prints the markdown table the docs carry (``docs/math-rl.md``; a test checks they agree).
+
+    python scripts/math_rl_results.py [--root runs/mathgen] [--seeds 0 1 2] \
+        [--out models/tiny-math-organizer/results.json] [--table]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+LISTS = {"content": "200 distinct sums", "wording": "200 wordings of 108 sums"}
+METRICS = ("accuracy", "latency", "eta_over_capacity")
+N_BOOT = 2000
+
+
+def load_run(folder: Path) -> dict[str, tuple[dict, list]]:
+    """``mode -> (summary row, episodes)`` of one evaluation folder."""
+    from asyncthink.episode import read_jsonl
+
+    summary = json.loads((folder / "summary.json").read_text())
+    return {r["mode"]: (r, list(read_jsonl(folder / r["records"]))) for r in summary["results"]}
+
+
+def run_entry(row: dict, checkpoint: str, seed: int | None, problems: str) -> dict:
+    return {"mode": row["mode"], "checkpoint": checkpoint, "seed": seed, "problems": problems,
+            "n": row["n_episodes"], "clusters": row["n_clusters"], "accuracy": row["accuracy"],
+            "accuracy_ci": row["accuracy_ci"], "latency": row["latency_mean"],
+            "eta_over_capacity": row["eta_over_capacity"], "forks": row["forks_per_episode"],
+            "format_errors": row["format_error_rate"], "statuses": row["statuses"]}
+
+
+def comparison_entry(sft: list, rl: list, metric: str, seeds: list[int], problems: str, mode: str) -> dict:
+    from asyncthink.eval.compare import compare
+
+    c = compare(sft, rl, metric, f"{mode} sft", f"{mode} rl", n_boot=N_BOOT)
+    return {"a": c.a, "b": c.b, "metric": metric, "problems": problems, "mode": mode, "diff": c.diff,
+            "ci": list(c.ci), "clusters": c.clusters, "n_problems": c.problems, "seeds": seeds,
+            "significant": c.significant}
+
+
+def collect(root: Path, seeds: list[int]) -> dict:
+    runs, comparisons, spread = [], [], []
+    for name, problems in LISTS.items():
+        sft = load_run(root / f"eval-{name}-sft" / "sft")
+        rl = {s: load_run(root / f"eval-{name}-s{s}" / "rl") for s in seeds}
+        for mode, (row, sft_eps) in sft.items():
+            runs.append(run_entry(row, "sft", None, problems))
+            runs += [run_entry(rl[s][mode][0], "rl", s, problems) for s in seeds]
+            for metric in METRICS:
+                per_seed = [comparison_entry(sft_eps, rl[s][mode][1], metric, [s], problems, mode) for s in seeds]
+                pooled = [ep for s in seeds for ep in rl[s][mode][1]]
+                comparisons += [*per_seed, comparison_entry(sft_eps, pooled, metric, seeds, problems, mode)]
+                diffs = [c["diff"] for c in per_seed]
+                spread.append({"problems": problems, "mode": mode, "metric": metric, "seeds": seeds,
+                               "mean": statistics.fmean(diffs),
+                               "std": statistics.stdev(diffs) if len(diffs) > 1 else 0.0})
+    return {"model": "models/tiny-math-organizer (the shipped checkpoint is not one of these seeds)",
+            "config": "configs/eval_math_gen_tiny.yaml", "runs": runs, "comparisons": comparisons,
+            "seed_spread": spread}
+
+
+def markdown(results: dict, mode: str = "asyncthink") -> str:
+    """RL minus SFT accuracy per seed and pooled, on both lists, for one mode."""
+    lines = ["| held-out list | mode | SFT accuracy % | RL accuracy % by seed | RL - SFT by seed (pp) | "
+             "seeds pooled: RL - SFT [95% CI] | clusters |", "|---|---|---|---|---|---|---|"]
+    for problems in LISTS.values():
+        for m in (mode, "sequential"):
+            sft = next(r for r in results["runs"] if r["problems"] == problems and r["mode"] == m
+                       and r["checkpoint"] == "sft")
+            rls = [r for r in results["runs"] if r["problems"] == problems and r["mode"] == m
+                   and r["checkpoint"] == "rl"]
+            cs = [c for c in results["comparisons"] if c["problems"] == problems and c["mode"] == m
+                  and c["metric"] == "accuracy"]
+            pooled = next(c for c in cs if len(c["seeds"]) > 1)
+            by_seed = " / ".join(f"{100 * r['accuracy']:.1f}" for r in rls)
+            diffs = " / ".join(f"{100 * c['diff']:+.1f}" for c in cs if len(c["seeds"]) == 1)
+            verdict = "" if pooled["significant"] else ", not significant"
+            lines.append(f"| {problems} | {m} | {100 * sft['accuracy']:.1f} | {by_seed} | {diffs} | "
+                         f"{100 * pooled['diff']:+.1f} [{100 * pooled['ci'][0]:+.1f}, {100 * pooled['ci'][1]:+.1f}]"
+                         f"{verdict} | {pooled['clusters']} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--root", type=Path, default=REPO / "runs" / "mathgen")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--out", type=Path, default=REPO / "models" / "tiny-math-organizer" / "results.json")
+    parser.add_argument("--table", action="store_true", help="only print the docs' table from --out")
+    args = parser.parse_args()
+    if not args.table:
+        args.out.write_text(json.dumps(collect(args.root, args.seeds), indent=1) + "\n")
+    print(markdown(json.loads(args.out.read_text())))
+
+
+if __name__ == "__main__":
+    main()
