@@ -334,7 +334,7 @@ class _Episode:
         self.ep.info.setdefault("trace_errors", {})[row.row_id] = f"{type(exc).__name__}: {exc}"
         if not isinstance(exc, EngineError):
             report_runtime_error(exc, f"episode {self.ep.episode_id}, trace {row.row_id}")
-        if len(self.ep.info["trace_errors"]) == len(self.top_tasks):
+        if len(self.ep.info["trace_errors"]) == len(self.cfg.mode.top_row_ids(self.cfg)):  # one runs inline
             self._fail_crash(exc)
 
     # ------------------------------------------------------------ rows of each mode
@@ -636,11 +636,15 @@ class _Episode:
         self._score()
 
     def _runtime_error(self, exc: Exception) -> None:
-        """An exception inside the runtime (a bug, not the policy's doing): status ``error``, kind ``internal``."""
+        """An exception inside the runtime (a bug, not the policy's doing): status ``error``, kind ``internal``.
+
+        An episode that already failed keeps its status: the first failure is the cause, and a later one (a
+        scorer that breaks on the answer a format error left) a symptom, kept in ``info`` only."""
         ep = self.ep
         trace = report_runtime_error(exc, f"episode {ep.episode_id}")
-        if ep.status == EpisodeStatus.ERROR:
-            return  # the first failure is the cause; a later one (the scorer, after the answer failed) a symptom
+        if ep.status != EpisodeStatus.OK:
+            ep.info["later_runtime_error"] = f"{type(exc).__name__}: {exc}"
+            return
         ep.status, ep.error, ep.error_kind = EpisodeStatus.ERROR, f"{type(exc).__name__}: {exc}", INTERNAL_ERROR
         ep.info["traceback"] = trace
 

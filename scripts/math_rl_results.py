@@ -59,7 +59,7 @@ def comparison_entry(sft: list, rl: list, metric: str, seeds: list[int], problem
 def collect(root: Path, seeds: list[int]) -> dict:
     runs, comparisons, spread = [], [], []
     for name, problems in LISTS.items():
-        sft = load_run(root / f"eval-{name}-sft" / "sft")
+        sft = load_run(root / f"eval-{name}-sft")
         rl = {s: load_run(root / f"eval-{name}-s{s}" / "rl") for s in seeds}
         for mode, (row, sft_eps) in sft.items():
             runs.append(run_entry(row, "sft", None, problems))
@@ -89,7 +89,7 @@ def markdown(results: dict, mode: str = "asyncthink") -> str:
                    and r["checkpoint"] == "rl"]
             cs = [c for c in results["comparisons"] if c["problems"] == problems and c["mode"] == m
                   and c["metric"] == "accuracy"]
-            pooled = next(c for c in cs if len(c["seeds"]) > 1)
+            pooled = next(c for c in cs if len(c["seeds"]) > 1 or len(rls) == 1)
             by_seed = " / ".join(f"{100 * r['accuracy']:.1f}" for r in rls)
             diffs = " / ".join(f"{100 * c['diff']:+.1f}" for c in cs if len(c["seeds"]) == 1)
             verdict = "" if pooled["significant"] else ", not significant"

@@ -69,6 +69,37 @@ async def test_an_engine_ended_request_is_an_error_not_a_format_error(row, reaso
     assert consistency_problems(ep) == [] and engine.live == 0
 
 
+@pytest.mark.parametrize("traces", [1, 2])
+async def test_every_parallel_trace_ended_by_the_engine_is_an_error_one_trace_too(traces):
+    """One trace runs inline (no task per trace): its engine failure is still the episode's, not a no_answer."""
+    engine = EndingEngine({"Q": "x<ANSWER>1</ANSWER>"}, "Q", FinishReason.ABORT)
+    cfg = RuntimeConfig(mode="parallel", parallel_traces=traces)
+    ep = await EpisodeExecutor(engine, cfg, make_task("countdown")).run({"question": "Q", "id": "p"})
+    assert ep.status == EpisodeStatus.ERROR and ep.error_kind == "aborted" and ep.format_errors == []
+
+
+class ScoreBreaksOnNothing:
+    """Countdown, except that scoring a missing answer raises (a user's task that never expected one)."""
+
+    def __init__(self) -> None:
+        self.inner = make_task("countdown")
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def score(self, extracted, problem):
+        if extracted is None:
+            raise TypeError("nothing to score")
+        return self.inner.score(extracted, problem)
+
+
+async def test_a_scorer_breaking_after_a_format_error_keeps_the_format_error():
+    engine = ScriptedEngine({"Q": "x<ANSWER> </ANSWER>"})
+    ep = await EpisodeExecutor(engine, RuntimeConfig(), ScoreBreaksOnNothing()).run({"question": "Q", "id": "p"})
+    assert ep.status == EpisodeStatus.FORMAT_ERROR and ep.error_codes == ["no_answer"] and ep.error_kind is None
+    assert "TypeError" in ep.info["later_runtime_error"]
+
+
 class BuggyTask:
     """Countdown, except that extracting an answer that says ``BUG`` raises: a bug in the runtime's task code."""
 

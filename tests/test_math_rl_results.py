@@ -45,7 +45,7 @@ async def test_seed_runs_become_results_json_with_the_shared_keys(tmp_path):
     module = script_module()
     for name in module.LISTS:
         distinct = "content" if name == "content" else "wording"
-        await evaluate(tmp_path / f"eval-{name}-sft" / "sft", engine_answering(3), distinct)
+        await evaluate(tmp_path / f"eval-{name}-sft", engine_answering(3), distinct)
         for seed in (0, 1):
             await evaluate(tmp_path / f"eval-{name}-s{seed}" / "rl", engine_answering(1 + seed), distinct)
     results = module.collect(tmp_path, [0, 1])

@@ -151,7 +151,7 @@ def entropy_by_hand(trainer: GRPOTrainer, temperature: float) -> float:
 
 async def one_step(tiny_model_dir, tmp_path, temperature: float, kl_coef: float) -> tuple[dict, float]:
     cfg = known_answer_config(str(tiny_model_dir), str(tmp_path), "std")
-    cfg.max_steps, cfg.runtime.temperature, cfg.kl_coef = 1, temperature, kl_coef
+    cfg.max_steps, cfg.runtime.temperature, cfg.kl_coef, cfg.log_update_kl = 1, temperature, kl_coef, True
     trainer = GRPOTrainer(cfg)
     trainer.generate = OneTokenRollouts(trainer)
     await trainer.start_engine()

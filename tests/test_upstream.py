@@ -36,6 +36,7 @@ def test_a_base_url_means_the_server_root_with_or_without_v1(written):
 def test_a_path_prefix_is_kept_and_only_a_last_v1_dropped():
     assert normalize_base_url("https://proxy.example/vllm/v1") == "https://proxy.example/vllm"
     assert normalize_base_url("http://h/v1/models/v2") == "http://h/v1/models/v2"
+    assert normalize_base_url("http://v1") == "http://v1" and normalize_base_url("http://v1:8000/v1") == "http://v1:8000"
 
 
 @pytest.mark.parametrize("bad", ["127.0.0.1:8000", "localhost", "ftp://h/v1", "http://h:8000/v1?x=1", ""])
@@ -67,16 +68,18 @@ class Upstream:
         self.calls[request.path] = self.calls.get(request.path, 0) + 1
         if self.behaviour == "404" or (self.behaviour == "404_completions" and "completions" in request.path):
             return web.json_response({"detail": "Not Found"}, status=404)
-        if self.behaviour == "401":
-            return web.json_response({"error": "unauthorized"}, status=401)
+        if self.behaviour in ("401", "429"):
+            return web.json_response({"error": "refused"}, status=int(self.behaviour))
         if request.path.endswith("/v1/models"):
             return web.json_response({"data": [{"id": self.model, "max_model_len": 512}]})
         body = await request.json()
         if body.get("stream"):
             return await self._stream(request)
         choice = {"text": "x", "token_ids": [7], "logprobs": {"token_logprobs": [-0.5]}, "finish_reason": "length"}
-        if self.behaviour == "text_only":
+        if self.behaviour in ("text_only", "ids_in_logprobs"):
             del choice["token_ids"]
+        if self.behaviour == "ids_in_logprobs":  # vLLM's --return-tokens-as-token-ids
+            choice["logprobs"]["tokens"] = ["token_id:7"]
         if self.behaviour == "no_logprobs":
             choice["logprobs"] = None
         return web.json_response({"choices": [choice]})
@@ -111,6 +114,18 @@ async def check(urls: list[str], model: str | None):
         return await engine.check_upstreams(model), engine
     finally:
         await engine.close()
+
+
+async def test_token_ids_written_in_the_logprobs_pass_too():
+    async with Upstream("ids_in_logprobs") as up:
+        served, _ = await check([up.url], "m")
+    assert served.ok
+
+
+async def test_a_busy_upstream_is_down_for_now_not_misconfigured():
+    async with Upstream("429") as up:
+        served, engine = await check([up.url], "m")
+    assert served.models == ["m"] and "answered 429" in engine.not_ready_reason()
 
 
 async def test_a_good_upstream_passes_written_either_way():

@@ -83,9 +83,10 @@ class RLConfig:
     loss_norm_tokens: int = 0
     """The per-episode token count of ``loss_norm: constant`` (about the trained tokens of a typical episode
     keeps the step size of ``token_mean``); unused otherwise, and required > 0 with it."""
-    log_update_kl: bool = True
+    log_update_kl: bool = False
     """Log ``update_kl``, KL(policy before the step || after) per trained token: how far one step moves the
-    policy. Costs one extra forward pass over the step's rows."""
+    policy. Off by default: it costs one extra forward pass over the step's rows (about a third of an update);
+    turn it on to diagnose a run."""
     max_error_fraction: float = 0.1
     """Stop the run when more than this share of a step's episodes (all processes) fail for a reason that is
     not the policy's: status ``error``, an engine failure (an engine error, or a request the engine ended with

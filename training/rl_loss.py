@@ -123,9 +123,24 @@ def token_logprobs_and_entropy(model: torch.nn.Module, batch: TokenBatch, temper
     picked = logprobs.gather(-1, batch.target_ids_BT.unsqueeze(-1)).squeeze(-1)
     if not entropy:
         return picked, None
-    with torch.no_grad():
-        ent = -(logprobs.exp() * logprobs).sum(-1)
-    return picked, ent
+    return picked, trained_entropy(logprobs, batch.loss_mask_BT)
+
+
+ENTROPY_CHUNK = 1024  # positions at a time: a [chunk, vocab] copy, not another [batch, targets, vocab] tensor
+
+
+@torch.no_grad()
+def trained_entropy(logprobs_BTV: torch.Tensor, mask_BT: torch.Tensor) -> torch.Tensor:
+    """Entropy of the next-token distribution at the trained positions (0 elsewhere), [batch, targets].
+
+    Only masked-in positions, a chunk at a time: at a 150k vocabulary a full-size ``p * log p`` would add two
+    tensors as large as the logits. ``entr`` gives 0 where p is 0 (a masked-out logit), not ``0 * -inf``."""
+    ent_BT = torch.zeros(mask_BT.shape, dtype=logprobs_BTV.dtype, device=logprobs_BTV.device)
+    where = (mask_BT > 0).nonzero()
+    for start in range(0, len(where), ENTROPY_CHUNK):
+        b, t = where[start:start + ENTROPY_CHUNK].unbind(-1)
+        ent_BT[b, t] = torch.special.entr(logprobs_BTV[b, t].exp()).sum(-1)
+    return ent_BT
 
 
 def policy_loss(

@@ -52,6 +52,7 @@ from asyncthink.engines.upstream import (
     UpstreamProblem,
     check_upstream,
     normalize_base_url,
+    token_ids_in,
 )
 
 logger = logging.getLogger(__name__)
@@ -371,11 +372,9 @@ def _raise_for_fatal(checks: list[UpstreamCheck]) -> None:
 
 
 def _token_ids(choice: dict[str, Any]) -> list[int]:
-    if choice.get("token_ids") is not None:
-        return [int(t) for t in choice["token_ids"]]
-    tokens = (choice.get("logprobs") or {}).get("tokens")
-    if tokens and all(isinstance(t, str) and t.startswith("token_id:") for t in tokens):
-        return [int(t.split(":", 1)[1]) for t in tokens]
+    ids = token_ids_in(choice)
+    if ids is not None:
+        return ids
     if choice.get("text"):
         raise EngineError(
             EngineErrorKind.BAD_REQUEST,

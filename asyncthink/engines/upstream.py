@@ -68,15 +68,18 @@ class UpstreamCheck:
 
 
 def normalize_base_url(url: str) -> str:
-    """The server root for a base URL written either way: ``http://h:8000``, ``http://h:8000/v1`` or ``.../v1/``."""
-    text = str(url).strip()
-    parts = urlsplit(text)
+    """The server root for a base URL written either way: ``http://h:8000``, ``http://h:8000/v1`` or ``.../v1/``.
+
+    Only a last ``/v1`` of the path goes (a host named ``v1`` stays); a path prefix before it, as behind a
+    proxy, stays."""
+    parts = urlsplit(str(url).strip())
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ValueError(f"a base URL must look like http://host:port or http://host:port/v1, got {url!r}")
     if parts.query or parts.fragment:
         raise ValueError(f"a base URL takes no query or fragment, got {url!r}")
-    root = text.rstrip("/")
-    return root[: -len(API_SUFFIX)] if root.endswith(API_SUFFIX) else root
+    path = parts.path.rstrip("/")
+    path = path[: -len(API_SUFFIX)] if path.endswith(API_SUFFIX) else path
+    return f"{parts.scheme}://{parts.netloc}{path}"
 
 
 async def check_upstream(
@@ -91,6 +94,8 @@ async def check_upstream(
             await _check_completion(session, check, model or check.models[0], probe_ids, timeout)
     except (TimeoutError, aiohttp.ClientError, ConnectionError) as exc:
         check.problem, check.detail = UpstreamProblem.UNREACHABLE, f"{url}: {_reason(exc, timeout_s)}"
+    except (ValueError, TypeError) as exc:  # a body that is no text, a context length that is no number
+        check.problem, check.detail = UpstreamProblem.BAD_ANSWER, f"{url}: unreadable answer: {exc!r}"
     return check
 
 
@@ -130,8 +135,8 @@ async def _check_completion(
             return
     choices = _field(_json(text), "choices", [])
     choice = choices[0] if isinstance(choices, list) and choices else {}
-    ids = _field(choice, "token_ids", None)
-    if not isinstance(ids, list) or not ids:
+    ids = token_ids_in(choice)
+    if not ids:
         check.problem = UpstreamProblem.NO_TOKEN_IDS
         check.detail = (f"POST {endpoint} returned no token ids for a token-id prompt: asyncthink needs a server "
                         f"that returns them (vLLM's return_token_ids)")
@@ -155,13 +160,25 @@ def _refused(check: UpstreamCheck, method: str, endpoint: str, status: int, text
     elif status in (401, 403):
         fix = "give the server's key (engine.api_key, or --upstream-api-key for asyncthink serve)"
         check.problem, check.detail = UpstreamProblem.UNAUTHORIZED, f"{said}; {fix}"
-    elif status >= 500:
+    elif status >= 500 or status in (408, 429):  # busy or failing now, maybe not later
         check.problem, check.detail = UpstreamProblem.UNREACHABLE, said
     elif endpoint.endswith("/completions"):
         check.problem, check.detail = UpstreamProblem.NO_TOKEN_IDS, f"{said}; token-id prompts were refused"
     else:
         check.problem, check.detail = UpstreamProblem.BAD_ANSWER, said
     return True
+
+
+def token_ids_in(choice: Any) -> list[int] | None:
+    """A completion choice's token ids: vLLM's ``token_ids``, or ``logprobs.tokens`` written ``token_id:N``
+    (``--return-tokens-as-token-ids``); None when it has neither."""
+    ids = _field(choice, "token_ids", None)
+    if isinstance(ids, list):
+        return [int(t) for t in ids]
+    tokens = _field(_field(choice, "logprobs", {}), "tokens", None)
+    if tokens and all(isinstance(t, str) and t.startswith("token_id:") for t in tokens):
+        return [int(t.split(":", 1)[1]) for t in tokens]
+    return None
 
 
 def _json(text: str) -> Any:
