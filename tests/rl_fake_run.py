@@ -35,6 +35,19 @@ def config(model: str, out: str, steps: int) -> RLConfig:
     ])
 
 
+def spy_on_updates(trainer: GRPOTrainer) -> dict:
+    """Record each update's ``(episode, advantage)`` pairs in the returned dict's ``"pairs"``, then update."""
+    seen: dict = {}
+    real_update = trainer.update
+
+    def spy(episodes, advantages):
+        seen["pairs"] = list(zip(episodes, advantages, strict=True))
+        return real_update(episodes, advantages)
+
+    trainer.update = spy
+    return seen
+
+
 async def main(args: argparse.Namespace) -> None:
     trainer = GRPOTrainer(config(args.model, args.out, args.steps))
     engine = OutcomeEngine(trainer.tokenizer, OUTCOMES, delay_s=args.delay)

@@ -28,7 +28,7 @@ from asyncthink.runtime_config import RuntimeConfig
 from asyncthink.training.rl import GRPOTrainer
 from asyncthink.training.rl_config import RLConfig
 from tests.fakes import OutcomeEngine, ScriptedEngine
-from tests.rl_fake_run import OUTCOMES, config
+from tests.rl_fake_run import OUTCOMES, config, spy_on_updates
 
 JOINED = {"Q": "a<FORK-1>sub</FORK-1>b<JOIN-1>c<ANSWER>1+2+3=6</ANSWER>", "sub": "think<RETURN>r</RETURN>"}
 ABORT, BUG = "ENGINE-ABORTS", "RUNTIME-BUG"
@@ -171,14 +171,7 @@ async def test_rl_drops_and_counts_engine_aborts_and_runtime_errors_apart(tiny_m
     cfg = config(str(tiny_model_dir), str(tmp_path), 1)
     cfg.max_error_fraction = 1.0
     trainer = trainer_with_buggy_task(cfg)
-    seen = {}
-    real_update = trainer.update
-
-    def spy(episodes, advantages):
-        seen["pairs"] = list(zip(episodes, advantages, strict=True))
-        return real_update(episodes, advantages)
-
-    trainer.update = spy
+    seen = spy_on_updates(trainer)
     outcomes = [OUTCOMES[0], OUTCOMES[2], OUTCOMES[3], ABORT, f"<ANSWER>{BUG}</ANSWER>"]
     await trainer.train(FailingOutcomes(trainer.tokenizer, outcomes))
     by_outcome = {o: [a for ep, a in seen["pairs"] if ep.outcome == o] for o in Outcome}

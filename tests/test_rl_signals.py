@@ -26,7 +26,7 @@ from asyncthink.training.rl_batch import TokenBatch, group_advantages
 from asyncthink.training.rl_config import RLConfig
 from asyncthink.training.rl_loss import policy_loss
 from tests.fakes import OutcomeEngine
-from tests.rl_fake_run import OUTCOMES, config
+from tests.rl_fake_run import OUTCOMES, config, spy_on_updates
 
 FAIL = "ENGINE-FAILS"
 
@@ -67,14 +67,7 @@ async def test_error_episodes_are_not_trained_and_are_counted(tiny_model_dir, tm
     cfg = config(str(tiny_model_dir), str(tmp_path), 1)
     cfg.max_error_fraction = 0.5
     trainer = GRPOTrainer(cfg)
-    seen = {}
-    real_update = trainer.update
-
-    def spy(episodes, advantages):
-        seen["pairs"] = list(zip(episodes, advantages, strict=True))
-        return real_update(episodes, advantages)
-
-    trainer.update = spy
+    seen = spy_on_updates(trainer)
     await trainer.train(FailingOutcomeEngine(trainer.tokenizer, [*OUTCOMES[:3], FAIL]))
     errors = [ep for ep, _ in seen["pairs"] if ep.status == "error"]
     assert errors and all(a is None for ep, a in seen["pairs"] if ep.status == "error")
