@@ -47,6 +47,8 @@ OTHER = {
     "models/tiny-organizer/sft_loss.png": "its SFT loss curve",
     "models/tiny-organizer/sft_resolved_config.yaml": "the resolved config of its SFT run",
     "models/tiny-organizer/ablation_curves.png": "the ablation's RL runs per step, overlaid (the paper's Figure 6)",
+    "models/tiny-math-organizer/results.json": "machine-readable results: SFT and 3 RL seeds per mode and held-out "
+                                                "list, paired differences with clustered intervals",
     "models/tiny-organizer/ablation.md": "the ablation table and paired differences, as scripts/ablation.py wrote them",
 }
 
