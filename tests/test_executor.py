@@ -175,7 +175,9 @@ async def test_each_token_and_fork_budget(cfg, detail):
 
 @pytest.mark.paths("per_token", "push")
 async def test_wall_time_budget():
-    ep, engine = await run(TWO, delay=0.01, wall_time_s=0.1)
+    # the episode needs over 1 s; 0.4 s of wall time leaves 0.2 s before a token gap reads as a stalled engine
+    # (0.1 s left 50 ms, which a loaded machine's scheduler can exceed: then the episode was an engine timeout)
+    ep, engine = await run(TWO, delay=0.01, wall_time_s=0.4)
     assert ep.status == EpisodeStatus.BUDGET_EXCEEDED and "wall time" in ep.format_errors[0].detail
     assert engine.aborted >= 1
 
