@@ -5,7 +5,8 @@
 re-exported here so tests import them from one place. What stays here is for
 tests alone: ``loop_gaps`` measures how long the event loop was held, for tests
 that something slow runs off it, and ``OutcomeEngine`` gives RL tests organizer
-outcomes that vary with the request seed under a real tokenizer.
+outcomes that vary with the request seed under a real tokenizer, and
+``LoopbackServer`` puts a fake HTTP server on a free loopback port.
 """
 
 from __future__ import annotations
@@ -13,12 +14,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from asyncthink.engines.base import Engine
 from asyncthink.engines.scripted import EOS, CharTokenizer, ScriptedEngine, joins_done, split_after_joins
 from asyncthink.engines.types import Delta, Final, FinishReason, GenerateRequest
 
-__all__ = ["EOS", "CharTokenizer", "OutcomeEngine", "ScriptedEngine", "loop_gaps"]
+__all__ = ["EOS", "CharTokenizer", "LoopbackServer", "OutcomeEngine", "ScriptedEngine", "loop_gaps"]
 
 
 @asynccontextmanager
@@ -76,3 +78,29 @@ class OutcomeEngine(Engine):
             await asyncio.sleep(self.delay_s)
         final = Final(FinishReason.STOP, ids[-1] if ids else None, 0, len(request.prompt_ids), len(ids))
         yield Delta(ids, [-1.0] * len(ids), final)
+
+
+class LoopbackServer:
+    """An aiohttp app on a free loopback port for the length of an ``async with``; subclasses add routes."""
+
+    def __init__(self) -> None:
+        from tests.conftest import free_port
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def routes(self, app: Any) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self):
+        from aiohttp import web
+
+        app = web.Application()
+        self.routes(app)
+        self.runner = web.AppRunner(app)
+        await self.runner.setup()
+        await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.runner.cleanup()

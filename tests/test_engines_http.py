@@ -14,6 +14,7 @@ from asyncthink.engines import EngineError, EngineErrorKind, FinishReason, Gener
 from asyncthink.engines.base import generate_all
 from asyncthink.engines.openai_engine import HTTPOptions, OpenAIEngine
 from tests.conftest import free_port
+from tests.fakes import LoopbackServer
 
 PROMPT = list(range(10, 60))
 LONG_PROMPT = [5 + (i * 7) % 400 for i in range(300)]
@@ -85,14 +86,13 @@ async def test_http_prompt_too_long_is_classified(vllm_server, tiny_model_dir):
 # ------------------------------------------------------------ fault injection
 
 
-class FakeServer:
+class FakeServer(LoopbackServer):
     """A small OpenAI-style server whose misbehaviour each test chooses."""
 
     def __init__(self, behaviour: str, fail_first: int = 0, token_delay_s: float = 0.05) -> None:
+        super().__init__()
         self.behaviour, self.fail_first, self.calls = behaviour, fail_first, 0
         self.token_delay_s = token_delay_s
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
         self.concurrent, self.max_concurrent = 0, 0
 
     async def completions(self, request: web.Request) -> web.StreamResponse:
@@ -118,17 +118,9 @@ class FakeServer:
             self.concurrent -= 1
         return resp
 
-    async def __aenter__(self) -> FakeServer:
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/completions", self.completions)
         app.router.add_get("/health", lambda request: web.Response(text="ok"))
-        self.runner = web.AppRunner(app)
-        await self.runner.setup()
-        await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
-        return self
-
-    async def __aexit__(self, *exc) -> None:
-        await self.runner.cleanup()
 
 
 def _sse(obj) -> bytes:

@@ -23,7 +23,7 @@ from asyncthink.engines.openai_engine import HTTPOptions, OpenAIEngine
 from asyncthink.engines.types import EngineError, EngineErrorKind, GenerateRequest, SamplingParams
 from asyncthink.engines.upstream import UpstreamConfigError, UpstreamProblem, normalize_base_url
 from tests.conftest import free_port
-from tests.fakes import ScriptedEngine
+from tests.fakes import LoopbackServer, ScriptedEngine
 from tests.test_serve_support import chat_body, post, serving
 
 
@@ -56,12 +56,12 @@ def test_engine_configs_and_the_engine_store_the_root():
 # ------------------------------------------------------------ a fake upstream, wrong in one chosen way
 
 
-class Upstream:
+class Upstream(LoopbackServer):
     """An OpenAI-style server: ``behaviour`` picks what goes wrong; it counts the requests of each path."""
 
     def __init__(self, behaviour: str = "ok", model: str = "m") -> None:
-        self.behaviour, self.model, self.port = behaviour, model, free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        super().__init__()
+        self.behaviour, self.model = behaviour, model
         self.calls: dict[str, int] = {}
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
@@ -91,16 +91,8 @@ class Upstream:
         await resp.write(f"data: {json.dumps(chunk)}\n\ndata: [DONE]\n\n".encode())
         return resp
 
-    async def __aenter__(self) -> Upstream:
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_route("*", "/{tail:.*}", self.handle)
-        self.runner = web.AppRunner(app)
-        await self.runner.setup()
-        await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
-        return self
-
-    async def __aexit__(self, *exc) -> None:
-        await self.runner.cleanup()
 
 
 def engine_on(*urls: str) -> OpenAIEngine:
