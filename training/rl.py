@@ -17,6 +17,12 @@ One step reads as generate, score, advantages, loss, log:
    between the policy before and after the step, the share of groups without
    signal, and tokens trained per role.
 
+One run may train on several modes (``RLConfig.modes``, e.g. AsyncThink and sequential thinking, so the
+baselines get the same pipeline and compute): the prompt at data position ``p`` is rolled out in
+``modes[p % len(modes)]``, its whole group in that mode, each mode on its own executor of the one engine
+under one in-flight limit; advantages, loss and update are unchanged, and the log adds per-mode means
+(``score_<mode>``, ...).
+
 Several processes (``torchrun --nproc_per_node N -m asyncthink train rl``, or
 ``accelerate launch``) each roll out their share of the prompts and all-reduce
 gradients summed over tokens, so the update is the same as one process on the
@@ -44,10 +50,11 @@ from asyncthink.envs.manifest import dataset_manifest
 from asyncthink.envs.rewards import RewardBreakdown, episode_reward, trainable
 from asyncthink.episode import Episode, Outcome, write_jsonl
 from asyncthink.executor import EpisodeExecutor
+from asyncthink.modes import Mode
 from asyncthink.training.checkpoint import TrainState, latest_checkpoint, load_checkpoint, save_checkpoint
 from asyncthink.training.rl_batch import TrainRow, collate, group_advantages, micro_batches
 from asyncthink.training.rl_config import RLConfig
-from asyncthink.training.rl_logging import MetricsLogger, episode_stats, plot_curves, signal_stats
+from asyncthink.training.rl_logging import MetricsLogger, episode_stats, mode_stats, plot_curves, signal_stats
 from asyncthink.training.rl_loss import (
     LossParts,
     loss_denominator,
@@ -90,7 +97,8 @@ class GRPOTrainer:
         self.state = TrainState()
         self.logger = MetricsLogger(cfg.out, cfg.tensorboard, enabled=self.acc.is_main_process)
         self.engine: Any = None
-        self.executor: EpisodeExecutor | None = None
+        self.executor: EpisodeExecutor | None = None  # the first mode's (the only one's, with one mode)
+        self.executors: dict[Mode, EpisodeExecutor] = {}  # one per mode of ``cfg.rollout_modes``
 
     # ------------------------------------------------------------ setup
 
@@ -110,7 +118,11 @@ class GRPOTrainer:
             served = self.cfg.engine.model if self.cfg.engine.model not in (None, "", "colocated") else self.cfg.model
             self.engine = await build_engine(replace(self.cfg.engine, model=served))
             await self.sync_weights()
-        self.executor = EpisodeExecutor(self.engine, self.cfg.runtime, self.task)
+        # one mode: the runtime as configured; several: each mode on a copy of it (modes overrides runtime.mode)
+        self.executors = {mode: EpisodeExecutor(self.engine, replace(self.cfg.runtime, mode=mode) if self.cfg.modes
+                                                else self.cfg.runtime, self.task)
+                          for mode in self.cfg.rollout_modes}
+        self.executor = next(iter(self.executors.values()))
 
     def maybe_resume(self) -> None:
         if not self.cfg.resume:
@@ -132,13 +144,36 @@ class GRPOTrainer:
             picked.append(self.problems[order[p % n]])
         return picked[self.acc.process_index :: self.acc.num_processes]
 
+    def step_modes(self) -> list[Mode]:
+        """The mode of each of ``step_problems``' problems: ``modes[p % len(modes)]`` at data position ``p``,
+        strided over processes the same way, so every process agrees on every prompt's mode."""
+        modes, start = self.cfg.rollout_modes, self.state.data_position
+        share = [modes[p % len(modes)] for p in range(start, start + self.cfg.prompts_per_step)]
+        return share[self.acc.process_index :: self.acc.num_processes]
+
     async def generate(self, problems: list[dict[str, Any]]) -> list[Episode]:
+        """``group_size`` episodes per problem, problem after problem; with several modes each problem's group
+        runs in its mode (``step_modes``): ``problems`` must be ``step_problems()``."""
         step, rank = self.state.step, self.acc.process_index
-        items = make_items(problems, samples=self.cfg.group_size, seed=self.cfg.seed * 7919 + step,
-                           prefix=f"s{step}-r{rank}-")
+        g = self.cfg.group_size
+        seed = self.cfg.seed * 7919 + step
         self.model.eval()
-        return await run_batch(self.executor, items, self.cfg.max_in_flight, progress=self.cfg.progress
-                               and self.acc.is_main_process, description=f"rollouts step {step}")
+        progress = self.cfg.progress and self.acc.is_main_process
+        if len(self.executors) < 2:
+            items = make_items(problems, samples=g, seed=seed, prefix=f"s{step}-r{rank}-")
+            return await run_batch(self.executor, items, self.cfg.max_in_flight, progress=progress,
+                                   description=f"rollouts step {step}")
+        modes = [mode for mode in self.step_modes() for _ in range(g)]  # one per item
+        # the same seeds as one mode; the ids name the mode, so a problem drawn twice in one step, in two
+        # modes, still routes each episode to its own mode
+        items = [replace(item, episode_id=f"s{step}-r{rank}-{mode}-{item.episode_id}")
+                 for item, mode in zip(make_items(problems, samples=g, seed=seed), modes, strict=True)]
+        router = _ModeRouter(self.executors, {item.episode_id: mode for item, mode in zip(items, modes, strict=True)})
+        episodes = await run_batch(router, items, self.cfg.max_in_flight, progress=progress,
+                                   description=f"rollouts step {step}")
+        for ep, mode in zip(episodes, modes, strict=True):
+            ep.mode = mode  # an episode that raised was recorded under the router's first mode
+        return episodes
 
     def score(self, episodes: list[Episode]) -> list[RewardBreakdown]:
         breakdowns = [episode_reward(ep, self.cfg.rewards) for ep in episodes]
@@ -351,9 +386,17 @@ class GRPOTrainer:
             self.save(episodes)
 
     def log(self, episodes: list[Episode], loss_stats: dict[str, float], t_rollout: float, t_step: float) -> None:
-        stats = episode_stats(episodes)
-        local = {k: v for k, v in stats.items() if "/" not in k}
+        modes = self.cfg.rollout_modes
+        stats = episode_stats(episodes, modes)
+        per_mode = mode_stats(episodes, modes)  # {score_<mode>: (sum, count), ...}; empty with one mode
+        local = {k: v for k, v in stats.items() if "/" not in k and k not in per_mode}
         merged = {k: self._global_sum(v) / self.acc.num_processes for k, v in local.items()}
+        # Per-mode means: modes are strided over processes with the prompts, so a process may have no episode of
+        # a mode this step. Every process still has every configured mode's key (the all-reduces line up), and
+        # the mean is the global sum over the global count, so a process without such episodes adds nothing
+        # instead of a 0 counted as a value.
+        merged.update({k: self._global_sum(total) / max(self._global_sum(n), 1.0)
+                       for k, (total, n) in per_mode.items()})
         merged["generated_tokens"] = self._global_sum(stats["generated_tokens"])
         # counts are summed over processes, over the union of every process's keys (format error codes differ)
         keys = sorted(k for k in stats if "/" in k)
@@ -389,6 +432,23 @@ class GRPOTrainer:
         self.logger.close()
         self.acc.wait_for_everyone()
         return final
+
+
+class _ModeRouter:
+    """Runs each episode on its mode's executor, standing in for an ``EpisodeExecutor`` in ``run_batch``, so one
+    batch serves every mode of a step: one in-flight limit shared by all, one progress bar (rich allows one live
+    display at a time), results in item order. ``config`` and ``task`` are the first executor's; ``run_batch``
+    reads them only to record an episode that raised (``generate`` then sets its mode)."""
+
+    def __init__(self, executors: dict[Mode, EpisodeExecutor], mode_of: dict[str, Mode]) -> None:
+        self.executors, self.mode_of = executors, mode_of
+        first = next(iter(executors.values()))
+        self.config, self.task = first.config, first.task
+
+    async def run(self, problem: dict[str, Any], seed: int | None = 0, episode_id: str = "0",
+                  on_event: Any = None) -> Episode:
+        executor = self.executors[self.mode_of[episode_id]]
+        return await executor.run(problem, seed=seed, episode_id=episode_id, on_event=on_event)
 
 
 def _role(row: TrainRow) -> str:

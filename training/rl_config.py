@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from asyncthink.engines import EngineConfig
 from asyncthink.envs.rewards import RewardConfig
+from asyncthink.modes import untrainable
 from asyncthink.runtime_config import Mode, RuntimeConfig
 
 LOSS_NORMS = {
@@ -43,6 +44,13 @@ class RLConfig:
     after each update; ``openai``: vLLM servers, synced through a shared ``weights_dir``."""
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     """Mode, capacity, budgets and sampling of the rollout episodes (as at inference)."""
+    modes: list[str] = field(default_factory=list)
+    """The modes of the rollouts, in equal shares of each step's prompts (the prompt at data position ``p`` is
+    rolled out in ``modes[p % len(modes)]``); a prompt's whole group shares one mode, so advantages compare like
+    with like. Empty means ``runtime.mode`` alone (which ``modes`` otherwise overrides). E.g.
+    ``[asyncthink, sequential]`` trains one checkpoint for all three modes of the evaluation, with the same
+    pipeline and compute (parallel thinking votes over sequential traces, so it cannot be trained itself).
+    ``prompts_per_step`` must be a multiple of its length."""
     rewards: RewardConfig = field(default_factory=RewardConfig)
     """Episode reward: accuracy, format penalty, concurrency term."""
     group_size: int = 8
@@ -117,8 +125,14 @@ class RLConfig:
     """Written by the run into its resolved config, not read: the training problems' size, source(s) and
     SHA-256 (``envs.manifest.dataset_manifest``), so a result says what it was trained on."""
 
+    @property
+    def rollout_modes(self) -> list[Mode]:
+        """The modes this run's rollouts are in: ``modes``, or ``[runtime.mode]`` when it is empty."""
+        return [Mode(m) for m in self.modes] or [Mode(self.runtime.mode)]
+
     def __post_init__(self) -> None:
         self.runtime.mode = Mode(self.runtime.mode)
+        self._check_modes()
         rt = self.runtime
         checks = [
             (bool(self.model), f"RL needs a model, got {self.model!r}"),
@@ -134,7 +148,8 @@ class RLConfig:
             (rt.temperature > 0, f"RL samples: runtime.temperature must be > 0, got {rt.temperature}"),
             (rt.top_p == 1.0 and rt.top_k == 0,
              f"RL computes logprobs with temperature only: need top_p=1, top_k=0, got {rt.top_p}, {rt.top_k}"),
-            (rt.mode.trains, "RL trains asyncthink or sequential episodes, not parallel (voted) ones"),
+            (bool(self.modes) or rt.mode.trains,
+             "RL trains asyncthink or sequential episodes, not parallel (voted) ones"),
             (self.updates_per_step >= 1, f"updates_per_step must be >= 1, got {self.updates_per_step}"),
             (self.save_every >= 1, f"save_every must be >= 1, got {self.save_every}"),
             (0 <= self.clip_low < 1 and self.clip_high >= 0, f"bad clip range {self.clip_low}, {self.clip_high}"),
@@ -144,5 +159,25 @@ class RLConfig:
         for ok, message in checks:
             if not ok:
                 raise ValueError(message)
-        if rt.mode.spec.forks:
+        if any(m.spec.forks for m in self.rollout_modes):
             self.rewards.check_capacity(rt.capacity)
+
+    def _check_modes(self) -> None:
+        """``modes``: trainable, distinct, dividing ``prompts_per_step``; normalised to ``Mode``."""
+        names = [str(m) for m in self.modes]
+        bad = untrainable(names)
+        repeated = sorted({m for m in names if names.count(m) > 1})
+        checks = [
+            (not bad, f"modes must be asyncthink and/or sequential (parallel votes over sequential traces: train "
+                      f"sequential), got {bad} in modes={names}"),
+            (not repeated, f"modes must not repeat, got {repeated} more than once in modes={names}"),
+            (not names or self.prompts_per_step % len(names) == 0,
+             f"prompts_per_step must be a multiple of len(modes)={len(names)} (equal shares), got "
+             f"prompts_per_step={self.prompts_per_step} for modes={names}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+        self.modes = [Mode(m) for m in names]
+        for mode in self.modes:  # each mode's runtime is valid (e.g. a forking mode needs capacity >= 2)
+            replace(self.runtime, mode=mode)

@@ -14,12 +14,17 @@ update, and the raw importance weight ``exp(logp_trainer - logp_sampler)``'s ``t
 ``grad_norm`` before clipping; ``kl`` to the reference (only with ``kl_coef > 0``) and ``update_kl``, KL from
 the policy before the step to after it; ``groups_without_signal``; ``trained_tokens/organizer`` and
 ``/worker``.
+
+A run on several modes (``RLConfig.modes``) also logs, per mode, the means of ``MODE_MEANS`` over that mode's
+episodes: ``score_<mode>``, ``accuracy_<mode>``, ``reward_<mode>``, ``forks_<mode>``, ``latency_<mode>``
+(underscores: keys with a ``/`` are counts, summed over processes). A run on one mode logs none of them.
 """
 
 from __future__ import annotations
 
 import collections
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +36,7 @@ from asyncthink.eval.stats import is_correct
 from asyncthink.training.rl_batch import signal_groups
 
 CURVES = [("reward", "reward"), ("accuracy", "accuracy (fully correct)"), ("score", "score (partial credit)"),
+          ("score_asyncthink", "score: AsyncThink rollouts"), ("score_sequential", "score: sequential rollouts"),
           ("eta_over_capacity", "eta / capacity"), ("latency", "critical-path latency"),
           ("format_error_rate", "format error rate"), ("forks", "forks per episode"), ("loss", "loss"),
           ("kl", "KL to reference"), ("clip_fraction", "clipped"),
@@ -41,14 +47,43 @@ CURVES = [("reward", "reward"), ("accuracy", "accuracy (fully correct)"), ("scor
                                                                      "trained tokens: worker")]
 """The panels of ``curves.png``: (metrics key, title); a key the run never logged gets no panel."""
 CURVE_COLUMNS = 6
+MODE_MEANS = ("score", "accuracy", "reward", "forks", "latency")
+"""The means logged per mode (``<name>_<mode>``) by a run on several modes."""
 
 
-def episode_stats(episodes: list[Episode]) -> dict[str, float]:
+def mode_stats(episodes: list[Episode], modes: Sequence[str]) -> dict[str, tuple[float, float]]:
+    """With more than one of ``modes``: the sum and the count behind each ``MODE_MEANS`` mean over each mode's
+    episodes, keyed ``<name>_<mode>``; nothing with one mode. Every mode of ``modes`` has its keys, ``(0, 0)``
+    when none of ``episodes`` is in it, so every process has the same keys and a mean over processes can
+    weigh each by its count (``GRPOTrainer.log``)."""
+    if len(modes) < 2:
+        return {}
+    out: dict[str, tuple[float, float]] = {}
+    for mode in modes:
+        terms = _mean_terms([ep for ep in episodes if ep.mode == mode])
+        out.update({f"{name}_{mode}": (float(sum(terms[name])), float(len(terms[name]))) for name in MODE_MEANS})
+    return out
+
+
+def _mean_terms(episodes: list[Episode]) -> dict[str, list[float]]:
+    """The values each ``MODE_MEANS`` mean is over (``reward``: the episodes the update can use)."""
+    return {
+        # over the episodes the update can use: an engine failure's reward is nobody's signal
+        "reward": [ep.reward or 0.0 for ep in episodes if ep.status != EpisodeStatus.ERROR],
+        "score": [ep.score or 0.0 for ep in episodes],
+        "accuracy": [float(is_correct(ep)) for ep in episodes],
+        "latency": [ep.metrics.get("latency", 0.0) for ep in episodes],
+        "forks": [ep.metrics.get("forks", 0.0) for ep in episodes],
+    }
+
+
+def episode_stats(episodes: list[Episode], modes: Sequence[str] = ()) -> dict[str, float]:
     """Means over a step's episodes, and counts: ``status/<outcome>`` and ``format_error/<code>``.
 
     The counts are by ``Episode.outcome``: ``status/error`` counts engine failures and ``status/runtime_error``
     exceptions inside the runtime (both records have status ``error``, and neither is trained). ``accuracy``
-    and ``score`` are over every episode, a failed one counting 0, as in the evaluator's report.
+    and ``score`` are over every episode, a failed one counting 0, as in the evaluator's report. With more
+    than one of ``modes``, also each mode's means (``mode_stats``; 0 for a mode without episodes).
     """
     n = max(1, len(episodes))
 
@@ -58,17 +93,18 @@ def episode_stats(episodes: list[Episode]) -> dict[str, float]:
 
     codes = collections.Counter(code for ep in episodes for code in set(ep.error_codes))
     outcomes = collections.Counter(ep.outcome for ep in episodes)
+    terms = _mean_terms(episodes)
     stats = {
-        # over the episodes the update can use: an engine failure's reward is nobody's signal
-        "reward": mean(ep.reward or 0.0 for ep in episodes if ep.status != EpisodeStatus.ERROR),
-        "score": mean(ep.score or 0.0 for ep in episodes),
-        "accuracy": mean(float(is_correct(ep)) for ep in episodes),
+        "reward": mean(terms["reward"]),
+        "score": mean(terms["score"]),
+        "accuracy": mean(terms["accuracy"]),
         "format_error_rate": sum(ep.has_format_error for ep in episodes) / n,
         "eta_over_capacity": mean(ep.metrics.get("eta_over_capacity", 0.0) for ep in episodes),
-        "latency": mean(ep.metrics.get("latency", 0.0) for ep in episodes),
-        "forks": mean(ep.metrics.get("forks", 0.0) for ep in episodes),
+        "latency": mean(terms["latency"]),
+        "forks": mean(terms["forks"]),
         "generated_tokens": float(sum(ep.metrics.get("total_tokens", 0.0) for ep in episodes)),
     }
+    stats.update({key: total / max(1.0, count) for key, (total, count) in mode_stats(episodes, modes).items()})
     stats.update({f"status/{s}": float(outcomes.get(s, 0)) for s in Outcome})
     stats.update({f"format_error/{code}": float(count) for code, count in sorted(codes.items())})
     return stats
@@ -192,10 +228,15 @@ FIGURE6 = [("accuracy", "accuracy (fully correct)"), ("score", "score (partial c
            ("latency", "critical-path latency (tokens)"), ("eta_over_capacity", "eta / capacity"),
            ("forks", "forks per episode")]
 """The paper's Figure 6 panels (what RL changes, step by step), with the partial-credit score beside accuracy."""
+HEALTH = [("reward", "reward (training prompts)"), ("score", "score (partial credit)"),
+          ("entropy", "policy entropy (trained tokens)"), ("update_kl", "KL(before step || after)"),
+          ("grad_norm", "grad norm (before clip)")]
+"""Panels that tell a run that learns from one that drifts: reward, entropy and how far each step moves."""
 
 
-def plot_runs(runs: dict[str, str | Path], png: str | Path, title: str = "RL", smooth: int = 5) -> Path | None:
-    """Several runs' curves overlaid, one panel per ``FIGURE6`` metric (moving mean over ``smooth`` steps,
+def plot_runs(runs: dict[str, str | Path], png: str | Path, title: str = "RL", smooth: int = 5,
+              panels: list[tuple[str, str]] = FIGURE6) -> Path | None:
+    """Several runs' curves overlaid, one panel per metric of ``panels`` (moving mean over ``smooth`` steps,
     raw values faint behind); runs without metrics are left out. Returns the PNG path, or None if none had any."""
     import matplotlib
 
@@ -206,8 +247,8 @@ def plot_runs(runs: dict[str, str | Path], png: str | Path, title: str = "RL", s
     rows = {label: r for label, r in rows.items() if r}
     if not rows:
         return None
-    fig, axes = plt.subplots(1, len(FIGURE6), figsize=(4 * len(FIGURE6), 3.4))
-    for ax, (key, name) in zip(axes.flat, FIGURE6, strict=True):
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.4), squeeze=False)
+    for ax, (key, name) in zip(axes.flat, panels, strict=True):
         for k, (label, run) in enumerate(rows.items()):
             steps, values = [r["step"] for r in run], [r.get(key, float("nan")) for r in run]
             ax.plot(steps, values, color=f"C{k}", alpha=0.25, linewidth=0.8)
