@@ -16,14 +16,19 @@ stage $A tiny-model --out runs/tiny/model --size mini --corpus runs/tiny/corpus.
 stage $A train synth --config configs/synth_countdown_tiny.yaml
 stage $A train sft --config configs/sft_countdown_tiny.yaml
 
-# 3. the RL runs (no cold start, accuracy only, accuracy + concurrency = shipped), then every checkpoint on the
-#    demo's held-out problems in AsyncThink mode, paired differences and the Figure-6 curves
-stage .venv/bin/python scripts/ablation.py --train --out runs/tiny/ablation
+# 3. the RL experiments (scripts/ablation.py): the shipped config over 3 seeds (one checkpoint, RL on AsyncThink
+#    and sequential rollouts in equal shares, so every mode of the demo is trained alike), the arms that differ
+#    from it or from the config before the fix in one factor (seed 0), every checkpoint on the demo's held-out
+#    problems, then results.json, its tables and curves beside the shipped model
+P=".venv/bin/python"
+stage $P scripts/ablation.py train rl --seeds 0 1 2
+stage $P scripts/ablation.py train before-fix lr-3e-5 warmup-10 advantage-mean acc-only no-cold-start --seeds 0
+stage $P scripts/ablation.py evaluate
 
-# 4. ship the RL checkpoint, its curves and configs
+# 4. ship seed 0 of the shipped config, its curves and configs, and the results of every run
 rm -rf models/tiny-organizer && mkdir -p models/tiny-organizer
-cp runs/tiny/rl/final/* models/tiny-organizer/
-cp runs/tiny/rl/curves.png models/tiny-organizer/rl_curves.png
-cp runs/tiny/ablation/curves.png models/tiny-organizer/ablation_curves.png
+cp runs/tiny/rl-rl-s0/final/* models/tiny-organizer/
+cp runs/tiny/rl-rl-s0/curves.png models/tiny-organizer/rl_curves.png
 cp runs/tiny/sft/loss.png models/tiny-organizer/sft_loss.png
 cp configs/*countdown_tiny*.yaml models/tiny-organizer/
+stage $P scripts/ablation.py collect --out models/tiny-organizer/results.json
