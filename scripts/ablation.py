@@ -44,6 +44,10 @@ from dataclasses import replace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from asyncthink.modes import Mode  # noqa: E402
+
 RUNS = REPO / "runs" / "tiny"
 RL_CONFIG = "configs/rl_countdown_tiny.yaml"
 SFT = "runs/tiny/sft"
@@ -72,7 +76,9 @@ ARMS: dict[str, tuple[list[str], str]] = {
 """Arm name -> (overrides of ``RL_CONFIG``, later ones winning; what differs). A random model's episodes are all
 format errors, so 10 steps show it."""
 
-ALL_MODES = ["asyncthink", "sequential", "parallel"]
+ASYNCTHINK = Mode.ASYNCTHINK.value
+BASELINE_MODES = (Mode.SEQUENTIAL.value, Mode.PARALLEL.value)
+ALL_MODES = [ASYNCTHINK, *BASELINE_MODES]
 MODES = {"sft": ALL_MODES, "rl": ALL_MODES, "rl-acc-only": ALL_MODES, "rl-sequential-only": ["sequential", "parallel"]}
 """Modes each checkpoint is evaluated in (any other: AsyncThink only). Parallel thinking votes over sequential
 traces, so a checkpoint trained on sequential rollouts is the parallel baseline's too."""
@@ -204,13 +210,16 @@ def pairs(evals: dict[tuple[str, int | None], dict]) -> list[tuple[str, str, str
     """(mode a, checkpoint a, mode b, checkpoint b) for each comparison the docs state: every checkpoint
     against SFT in the same mode, AsyncThink against the baselines trained alike (the shipped checkpoint's own
     sequential and parallel modes, and the sequential-only run's when it exists), concurrency reward vs none."""
-    modes = {(name, mode) for (name, _), evaluated in evals.items() for mode in evaluated}
-    out = [(mode, "sft", mode, name) for name, mode in sorted(modes) if name != "sft" and ("sft", mode) in modes]
+    evaluated = {(name, mode) for (name, _), modes in evals.items() for mode in modes}
+    out = [(mode, "sft", mode, name) for name, mode in sorted(evaluated)
+           if name != "sft" and ("sft", mode) in evaluated]
+    shipped = ("rl", ASYNCTHINK)
+    if shipped not in evaluated:
+        return out
     for baseline in ("rl", "rl-sequential-only"):
-        out += [(mode, baseline, "asyncthink", "rl") for mode in ("sequential", "parallel")
-                if (baseline, mode) in modes and ("rl", "asyncthink") in modes]
-    if ("rl-acc-only", "asyncthink") in modes and ("rl", "asyncthink") in modes:
-        out.append(("asyncthink", "rl-acc-only", "asyncthink", "rl"))
+        out += [(mode, baseline, ASYNCTHINK, "rl") for mode in BASELINE_MODES if (baseline, mode) in evaluated]
+    if ("rl-acc-only", ASYNCTHINK) in evaluated:
+        out.append((ASYNCTHINK, "rl-acc-only", ASYNCTHINK, "rl"))
     return out
 
 
@@ -328,7 +337,7 @@ def headline_table(results: dict) -> str:
     lines = ["| b minus a | seeds | accuracy (pp) [95% CI] | latency (tokens) [95% CI] | eta / capacity [95% CI] | "
              "clusters |", "|---|---|---|---|---|---|"]
     for baseline, what in (("rl", "same RL checkpoint"), ("rl-sequential-only", "RL on sequential rollouts")):
-        for mode in ("sequential", "parallel"):
+        for mode in BASELINE_MODES:
             cs = {c["metric"]: c for c in results["comparisons"] if c["a"] == f"{mode} {baseline}"
                   and c["b"] == "asyncthink rl" and (len(c["seeds"]) > 1 or _single(results))}
             if len(cs) == len(METRICS):

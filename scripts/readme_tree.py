@@ -46,10 +46,11 @@ OTHER = {
     "models/tiny-organizer/rl_resolved_config.yaml": "the resolved config of its RL run",
     "models/tiny-organizer/sft_loss.png": "its SFT loss curve",
     "models/tiny-organizer/sft_resolved_config.yaml": "the resolved config of its SFT run",
-    "models/tiny-organizer/ablation_curves.png": "the ablation's RL runs per step, overlaid (the paper's Figure 6)",
+    "models/tiny-organizer/ablation_curves.png": "the RL arms per step, overlaid: reward, score, entropy, update KL",
+    "models/tiny-organizer/seed_curves.png": "the shipped RL config's seeds per step, overlaid (the paper's Figure 6)",
+    "models/tiny-organizer/results.json": "every RL run, evaluation and paired difference (scripts/ablation.py)",
     "models/tiny-math-organizer/results.json": "machine-readable results: SFT and 3 RL seeds per mode and held-out "
                                                 "list, paired differences with clustered intervals",
-    "models/tiny-organizer/ablation.md": "the ablation table and paired differences, as scripts/ablation.py wrote them",
 }
 
 

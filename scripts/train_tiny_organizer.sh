@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Reproduce models/tiny-organizer and its ablations from nothing, on CPU, with this repository's own commands.
-# The ablations: no cold start, SFT only, accuracy-only RL, accuracy + concurrency RL (shipped), with curves.
+# Reproduce models/tiny-organizer and its RL experiments from nothing, on CPU, with this repository's own commands.
+# The experiments (scripts/ablation.py): the shipped RL config over 3 seeds, the config before the fix and its
+# one-factor arms, accuracy-only RL and no cold start; every checkpoint evaluated, results.json and curves.
 # Stage times go to the log (TIME lines); measured on the idle 2-core development machine, see the model card.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,9 +27,11 @@ stage $P scripts/ablation.py train before-fix lr-3e-5 warmup-10 advantage-mean a
 stage $P scripts/ablation.py evaluate
 
 # 4. ship seed 0 of the shipped config, its curves and configs, and the results of every run
-rm -rf models/tiny-organizer && mkdir -p models/tiny-organizer
+mkdir -p models/tiny-organizer && find models/tiny-organizer -mindepth 1 ! -name README.md -delete  # keep the card
 cp runs/tiny/rl-rl-s0/final/* models/tiny-organizer/
 cp runs/tiny/rl-rl-s0/curves.png models/tiny-organizer/rl_curves.png
+cp runs/tiny/rl-rl-s0/config.yaml models/tiny-organizer/rl_resolved_config.yaml
 cp runs/tiny/sft/loss.png models/tiny-organizer/sft_loss.png
+cp runs/tiny/sft/config.yaml models/tiny-organizer/sft_resolved_config.yaml
 cp configs/*countdown_tiny*.yaml models/tiny-organizer/
 stage $P scripts/ablation.py collect --out models/tiny-organizer/results.json
