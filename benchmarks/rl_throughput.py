@@ -42,7 +42,9 @@ def rl_config(model: str, out: str, steps: int, engine: str = "hf", overrides: t
     return load_config(RLConfig, config_path("rl_countdown_tiny.yaml"), [
         f"model={model}", f"out={out}", f"max_steps={steps}", "save_every=1000", "progress=false",
         "tensorboard=false", "resume=false", f"engine.kind={engine}", "engine.model=colocated",
-        "max_error_fraction=1.0", *overrides])  # measure and report errors; do not stop on them
+        "max_error_fraction=1.0",  # measure and report errors; do not stop on them
+        "modes=[]", "runtime.mode=asyncthink",  # AsyncThink rollouts only, as TRL's side runs them
+        *overrides])
 
 
 STATUSES = tuple(str(o) for o in Outcome)  # the RL log's status/<outcome> counts, runtime_error included

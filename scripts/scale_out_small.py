@@ -189,7 +189,7 @@ def main() -> int:
             f"model={MODEL}", f"out={rl_out}", f"max_steps={args.steps}", f"group_size={args.group_size}",
             f"prompts_per_step={args.prompts_per_step}", f"learning_rate={args.learning_rate}",
             "save_every=1000", "progress=false", "tensorboard=false", "cpu=true", "resume=false",
-            "runtime.mode=asyncthink",
+            "runtime.mode=asyncthink", "modes=[]",  # AsyncThink rollouts only, whatever the config mixes
             "engine.kind=openai", f"engine.base_urls={json.dumps(rollout_urls(urls))}",
             f"engine.weights_dir={json.dumps(str(weights))}", "engine.read_timeout_s=300",
             "engine.connect_timeout_s=10",
