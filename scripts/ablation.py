@@ -46,6 +46,15 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from asyncthink.eval.results import (  # noqa: E402
+    METRICS,
+    WINDOW,
+    comparison_entry,
+    load_eval,
+    run_entry,
+    seed_spread,
+    training_entry,
+)
 from asyncthink.modes import Mode  # noqa: E402
 
 RUNS = REPO / "runs" / "tiny"
@@ -83,10 +92,6 @@ MODES = {"sft": ALL_MODES, "rl": ALL_MODES, "rl-acc-only": ALL_MODES, "rl-sequen
 """Modes each checkpoint is evaluated in (any other: AsyncThink only). Parallel thinking votes over sequential
 traces, so a checkpoint trained on sequential rollouts is the parallel baseline's too."""
 
-METRICS = ("accuracy", "latency", "eta_over_capacity")
-N_BOOT = 2000
-WINDOW = 10
-"""Steps averaged at each end of a training curve."""
 
 
 # ---------------------------------------------------------------- train
@@ -150,60 +155,10 @@ def evaluate(model: Path, out: Path, modes: list[str]) -> None:
 # ---------------------------------------------------------------- collect
 
 
-def load_eval(folder: Path) -> dict[str, tuple[dict, list]]:
-    """``mode -> (summary row, episodes)`` of one evaluation folder."""
-    from asyncthink.episode import read_jsonl
-
-    summary = json.loads((folder / "summary.json").read_text())
-    return {r["mode"]: (r, list(read_jsonl(folder / r["records"]))) for r in summary["results"]}
-
-
-def run_entry(row: dict, checkpoint: str, seed: int | None) -> dict:
-    return {"mode": row["mode"], "checkpoint": checkpoint, "seed": seed, "n": row["n_episodes"],
-            "clusters": row["n_clusters"], "accuracy": row["accuracy"], "accuracy_ci": row["accuracy_ci"],
-            "score": row["mean_score"], "latency": row["latency_mean"],
-            "eta_over_capacity": row["eta_over_capacity"], "forks": row["forks_per_episode"],
-            "format_errors": row["format_error_rate"], "statuses": row["statuses"]}
-
-
-def training_entry(folder: Path, arm: str, seed: int) -> dict:
+def training(folder: Path, arm: str, seed: int) -> dict:
     """What a run did on its own training prompts, and how healthy its updates were."""
-    from asyncthink.training.rl_logging import read_metrics
-
-    rows = read_metrics(folder / "metrics.jsonl")
-
-    def mean(key: str, part: list[dict]) -> float | None:
-        values = [r[key] for r in part if r.get(key) is not None]
-        return statistics.fmean(values) if values else None
-
-    first, last = rows[:WINDOW], rows[-WINDOW:]
-    entry = {"arm": arm, "checkpoint": checkpoint_name(arm), "seed": seed, "overrides": ARMS[arm][0],
-             "steps": len(rows), "wall_s": _wall(folder)}
-    for key in ("reward", "score", "accuracy", "eta_over_capacity", "forks", "entropy"):
-        entry[f"{key}_first10"], entry[f"{key}_last10"] = mean(key, first), mean(key, last)
-    for key in ("logprob_gap", "tis_capped", "grad_norm", "update_kl", "groups_without_signal", "kl"):
-        entry[key] = mean(key, rows)
-    entry["update_kl_step0"] = rows[0].get("update_kl")
-    entry["tis_raw_max"] = max((r.get("tis_raw_max", 0.0) for r in rows), default=None)
-    organizer = sum(r.get("trained_tokens/organizer", 0.0) for r in rows)
-    worker = sum(r.get("trained_tokens/worker", 0.0) for r in rows)
-    entry["worker_token_share"] = worker / max(1.0, organizer + worker)
-    entry["statuses"] = {k.split("/", 1)[1]: int(sum(r.get(k, 0) for r in rows))
-                         for k in sorted({k for r in rows for k in r if k.startswith("status/")})}
-    return entry
-
-
-def _wall(folder: Path) -> float | None:
-    path = folder / "wall_s.txt"
-    return float(path.read_text()) if path.exists() else None
-
-
-def comparison_entry(a: list, b: list, metric: str, a_name: str, b_name: str, seeds: list[int]) -> dict:
-    from asyncthink.eval.compare import compare
-
-    c = compare(a, b, metric, a_name, b_name, n_boot=N_BOOT)
-    return {"a": c.a, "b": c.b, "metric": metric, "diff": c.diff, "ci": list(c.ci), "clusters": c.clusters,
-            "n_problems": c.problems, "seeds": seeds, "significant": c.significant}
+    return training_entry(folder, WINDOW, arm=arm, checkpoint=checkpoint_name(arm), seed=seed,
+                          overrides=ARMS[arm][0])
 
 
 def pairs(evals: dict[tuple[str, int | None], dict]) -> list[tuple[str, str, str, str]]:
@@ -240,9 +195,7 @@ def compare_pair(evals: dict, a: tuple[str, str], b: tuple[str, str]) -> tuple[l
             pooled_a = [ep for s in seeds for ep in side_a.get(s, [])] or side_a[None]
             pooled_b = [ep for s in seeds for ep in side_b[s]]
             out.append(comparison_entry(pooled_a, pooled_b, metric, label_a, label_b, seeds))
-            diffs = [c["diff"] for c in per_seed]
-            spread.append({"a": label_a, "b": label_b, "metric": metric, "seeds": seeds,
-                           "mean": statistics.fmean(diffs), "std": statistics.stdev(diffs)})
+            spread.append(seed_spread(per_seed))
     return out, spread
 
 
@@ -251,7 +204,7 @@ def collect(eval_root: Path) -> dict:
              if (eval_dir(eval_root, *key) / "summary.json").exists()}
     runs = [run_entry(row, name, seed) for (name, seed), modes in sorted(evals.items(), key=_order)
             for row, _ in modes.values()]
-    training = [training_entry(folder.parent, arm, int(folder.parent.name.rsplit("-s", 1)[1]))
+    training_runs = [training(folder.parent, arm, int(folder.parent.name.rsplit("-s", 1)[1]))
                 for arm in ARMS for folder in sorted(RUNS.glob(f"rl-{arm}-s*/metrics.jsonl"))]
     comparisons, spread = [], []
     for mode_a, ck_a, mode_b, ck_b in pairs(evals):
@@ -260,7 +213,7 @@ def collect(eval_root: Path) -> dict:
         spread += seed_spread
     return {"model": "models/tiny-organizer", "eval_config": "configs/demo.yaml (countdown, held out)",
             "rl_config": RL_CONFIG, "arms": {arm: {"overrides": o, "what": w} for arm, (o, w) in ARMS.items()},
-            "runs": runs, "training": training, "comparisons": comparisons, "seed_spread": spread}
+            "runs": runs, "training": training_runs, "comparisons": comparisons, "seed_spread": spread}
 
 
 def _order(item: tuple) -> tuple:

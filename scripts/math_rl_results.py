@@ -22,59 +22,38 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
+import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from asyncthink.eval.results import METRICS, comparison_entry, load_eval, run_entry, seed_spread  # noqa: E402
+
 LISTS = {"content": "200 distinct sums", "wording": "200 wordings of 108 sums"}
-METRICS = ("accuracy", "latency", "eta_over_capacity")
-N_BOOT = 2000
-
-
-def load_run(folder: Path) -> dict[str, tuple[dict, list]]:
-    """``mode -> (summary row, episodes)`` of one evaluation folder."""
-    from asyncthink.episode import read_jsonl
-
-    summary = json.loads((folder / "summary.json").read_text())
-    return {r["mode"]: (r, list(read_jsonl(folder / r["records"]))) for r in summary["results"]}
-
-
-def run_entry(row: dict, checkpoint: str, seed: int | None, problems: str) -> dict:
-    return {"mode": row["mode"], "checkpoint": checkpoint, "seed": seed, "problems": problems,
-            "n": row["n_episodes"], "clusters": row["n_clusters"], "accuracy": row["accuracy"],
-            "accuracy_ci": row["accuracy_ci"], "latency": row["latency_mean"],
-            "eta_over_capacity": row["eta_over_capacity"], "forks": row["forks_per_episode"],
-            "format_errors": row["format_error_rate"], "statuses": row["statuses"]}
-
-
-def comparison_entry(sft: list, rl: list, metric: str, seeds: list[int], problems: str, mode: str) -> dict:
-    from asyncthink.eval.compare import compare
-
-    c = compare(sft, rl, metric, f"{mode} sft", f"{mode} rl", n_boot=N_BOOT)
-    return {"a": c.a, "b": c.b, "metric": metric, "problems": problems, "mode": mode, "diff": c.diff,
-            "ci": list(c.ci), "clusters": c.clusters, "n_problems": c.problems, "seeds": seeds,
-            "significant": c.significant}
 
 
 def collect(root: Path, seeds: list[int]) -> dict:
     runs, comparisons, spread = [], [], []
     for name, problems in LISTS.items():
-        sft = load_run(root / f"eval-{name}-sft")
-        rl = {s: load_run(root / f"eval-{name}-s{s}" / "rl") for s in seeds}
+        sft = load_eval(root / f"eval-{name}-sft")
+        rl = {s: load_eval(root / f"eval-{name}-s{s}" / "rl") for s in seeds}
         for mode, (row, sft_eps) in sft.items():
-            runs.append(run_entry(row, "sft", None, problems))
-            runs += [run_entry(rl[s][mode][0], "rl", s, problems) for s in seeds]
+            runs.append(run_entry(row, "sft", None, problems=problems))
+            runs += [run_entry(rl[s][mode][0], "rl", s, problems=problems) for s in seeds]
             for metric in METRICS:
-                per_seed = [comparison_entry(sft_eps, rl[s][mode][1], metric, [s], problems, mode) for s in seeds]
+                where = {"metric": metric, "mode": mode, "problems": problems}
+                per_seed = [_rl_minus_sft(sft_eps, rl[s][mode][1], [s], **where) for s in seeds]
                 pooled = [ep for s in seeds for ep in rl[s][mode][1]]
-                comparisons += [*per_seed, comparison_entry(sft_eps, pooled, metric, seeds, problems, mode)]
-                diffs = [c["diff"] for c in per_seed]
-                spread.append({"problems": problems, "mode": mode, "metric": metric, "seeds": seeds,
-                               "mean": statistics.fmean(diffs),
-                               "std": statistics.stdev(diffs) if len(diffs) > 1 else 0.0})
+                comparisons += [*per_seed, _rl_minus_sft(sft_eps, pooled, seeds, **where)]
+                spread.append(seed_spread(per_seed, problems=problems, mode=mode))
     return {"model": "models/tiny-math-organizer (the shipped checkpoint is not one of these seeds)",
             "config": "configs/eval_math_gen_tiny.yaml", "runs": runs, "comparisons": comparisons,
             "seed_spread": spread}
+
+
+def _rl_minus_sft(sft: list, rl: list, seeds: list[int], metric: str, mode: str, problems: str) -> dict:
+    return comparison_entry(sft, rl, metric, f"{mode} sft", f"{mode} rl", seeds, problems=problems, mode=mode)
 
 
 def markdown(results: dict, mode: str = "asyncthink") -> str:

@@ -4,7 +4,6 @@ tables of the shipped model are the ones its ``results.json`` gives."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -14,20 +13,16 @@ from asyncthink.engines.scripted import ScriptedEngine
 from asyncthink.envs import make_task
 from asyncthink.eval.config import load_eval_config
 from asyncthink.eval.harness import run_eval
+from tests.results_contract import COMPARISON_KEYS, RUN_KEYS, load_script
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "models" / "tiny-organizer" / "results.json"
-RUN_KEYS = {"mode", "checkpoint", "seed", "n", "accuracy", "accuracy_ci", "latency", "eta_over_capacity", "statuses"}
-COMPARISON_KEYS = {"a", "b", "metric", "diff", "ci", "clusters", "seeds"}
 OPTIONS = "{n_numbers: 3, min_number: 1, max_number: 9, min_target: 5, max_target: 40, required: 2, " \
           "test_fraction: 0.3}"
 
 
 def script_module():
-    spec = importlib.util.spec_from_file_location("ablation", REPO / "scripts" / "ablation.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("ablation")
 
 
 def engine_answering(right_every: int) -> ScriptedEngine:

@@ -3,7 +3,6 @@ table of the shipped math results is the one ``results.json`` gives."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -13,18 +12,14 @@ from asyncthink.engines.scripted import ScriptedEngine
 from asyncthink.envs import make_task
 from asyncthink.eval.config import load_eval_config
 from asyncthink.eval.harness import run_eval
+from tests.results_contract import COMPARISON_KEYS, RUN_KEYS, load_script
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "models" / "tiny-math-organizer" / "results.json"
-RUN_KEYS = {"mode", "checkpoint", "seed", "n", "accuracy", "accuracy_ci", "latency", "eta_over_capacity", "statuses"}
-COMPARISON_KEYS = {"a", "b", "metric", "diff", "ci", "clusters", "seeds"}
 
 
 def script_module():
-    spec = importlib.util.spec_from_file_location("math_rl_results", REPO / "scripts" / "math_rl_results.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("math_rl_results")
 
 
 def engine_answering(right_every: int) -> ScriptedEngine:
