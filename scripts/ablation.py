@@ -175,6 +175,13 @@ def pairs(evals: dict[tuple[str, int | None], dict]) -> list[tuple[str, str, str
         out += [(mode, baseline, ASYNCTHINK, "rl") for mode in BASELINE_MODES if (baseline, mode) in evaluated]
     if ("rl-acc-only", ASYNCTHINK) in evaluated:
         out.append((ASYNCTHINK, "rl-acc-only", ASYNCTHINK, "rl"))
+    # one checkpoint per mode: AsyncThink on its own run against the baselines on theirs, and each mode on the
+    # mixed checkpoint against its own-mode checkpoint (which of the two designs serves a mode better)
+    own = {ASYNCTHINK: "rl-asyncthink-only", **{mode: "rl-sequential-only" for mode in BASELINE_MODES}}
+    if (own[ASYNCTHINK], ASYNCTHINK) in evaluated:
+        out += [(mode, own[mode], ASYNCTHINK, own[ASYNCTHINK]) for mode in BASELINE_MODES
+                if (own[mode], mode) in evaluated]
+    out += [(mode, own[mode], mode, "rl") for mode in own if (own[mode], mode) in evaluated]
     return out
 
 
@@ -285,19 +292,39 @@ def accuracy_table(results: dict) -> str:
     return "\n".join(lines)
 
 
+HEADER = ["| b minus a | seeds | accuracy (pp) [95% CI] | latency (tokens) [95% CI] | eta / capacity [95% CI] | "
+          "clusters |", "|---|---|---|---|---|---|"]
+
+
+def comparison_row(results: dict, a: str, b: str, label: str, pooled: bool = True) -> list[str]:
+    """``b - a`` in every metric: with the seeds pooled (or the one seed there is), else seed 0's; [] if absent."""
+    cs = {c["metric"]: c for c in results["comparisons"] if c["a"] == a and c["b"] == b
+          and ((len(c["seeds"]) > 1 or _single(results)) if pooled else c["seeds"] == [0])}
+    if len(cs) < len(METRICS):
+        return []
+    return [f"| {label} | {', '.join(map(str, cs['accuracy']['seeds']))} | {_interval(cs['accuracy'])} | "
+            f"{_interval(cs['latency'], 1, 1)} | {_interval(cs['eta_over_capacity'], 1, 3)} | "
+            f"{cs['accuracy']['clusters']} |"]
+
+
 def headline_table(results: dict) -> str:
-    """AsyncThink against the baselines trained alike, seeds pooled."""
-    lines = ["| b minus a | seeds | accuracy (pp) [95% CI] | latency (tokens) [95% CI] | eta / capacity [95% CI] | "
-             "clusters |", "|---|---|---|---|---|---|"]
-    for baseline, what in (("rl", "same RL checkpoint"), ("rl-sequential-only", "RL on sequential rollouts")):
-        for mode in BASELINE_MODES:
-            cs = {c["metric"]: c for c in results["comparisons"] if c["a"] == f"{mode} {baseline}"
-                  and c["b"] == "asyncthink rl" and (len(c["seeds"]) > 1 or _single(results))}
-            if len(cs) == len(METRICS):
-                lines.append(f"| AsyncThink minus {mode} ({what}) | {', '.join(map(str, cs['accuracy']['seeds']))} | "
-                             f"{_interval(cs['accuracy'])} | {_interval(cs['latency'], 1, 1)} | "
-                             f"{_interval(cs['eta_over_capacity'], 1, 3)} | {cs['accuracy']['clusters']} |")
-    return "\n".join(lines)
+    """AsyncThink against the baselines on the same (mixed-mode) RL checkpoint, seeds pooled."""
+    rows = [row for mode in BASELINE_MODES for row in comparison_row(
+        results, f"{mode} rl", f"{ASYNCTHINK} rl", f"AsyncThink minus {mode} (same RL checkpoint)")]
+    return "\n".join(HEADER + rows)
+
+
+def design_table(results: dict) -> str:
+    """One mixed-mode checkpoint against one checkpoint per mode (seed 0): the modes compared on each design,
+    and each mode on the mixed checkpoint against its own-mode one."""
+    own = {ASYNCTHINK: "rl-asyncthink-only", **{mode: "rl-sequential-only" for mode in BASELINE_MODES}}
+    rows = [row for mode in BASELINE_MODES for row in comparison_row(
+        results, f"{mode} {own[mode]}", f"{ASYNCTHINK} {own[ASYNCTHINK]}",
+        f"AsyncThink minus {mode} (one RL checkpoint per mode)", pooled=False)]
+    rows += [row for mode in own for row in comparison_row(
+        results, f"{mode} {own[mode]}", f"{mode} rl", f"{mode}: mixed checkpoint minus its own-mode one",
+        pooled=False)]
+    return "\n".join(HEADER + rows) if rows else ""
 
 
 def _single(results: dict) -> bool:
@@ -305,7 +332,8 @@ def _single(results: dict) -> bool:
 
 
 def tables(results: dict) -> str:
-    return "\n\n".join([training_table(results), accuracy_table(results), headline_table(results)])
+    return "\n\n".join(t for t in (training_table(results), accuracy_table(results), headline_table(results),
+                                    design_table(results)) if t)
 
 
 # ---------------------------------------------------------------- main

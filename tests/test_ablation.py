@@ -66,10 +66,12 @@ async def test_runs_become_results_json_with_paired_seeds_and_baselines_trained_
                        module.MODES["rl-sequential-only"])
     fake_run(module.run_dir("before-fix", 0), rising=False)
     await evaluate(module.eval_dir(evals, "rl-before-fix", 0), engine_answering(6), ["asyncthink"])
+    fake_run(module.run_dir("asyncthink-only", 0), rising=True)
+    await evaluate(module.eval_dir(evals, "rl-asyncthink-only", 0), engine_answering(2), ["asyncthink"])
 
     results = module.collect(evals)
     assert all(RUN_KEYS <= set(run) for run in results["runs"])
-    assert len(results["runs"]) == 3 + 2 * 3 + 2 * 2 + 1  # every checkpoint x seed x mode evaluated
+    assert len(results["runs"]) == 3 + 2 * 3 + 2 * 2 + 1 + 1  # every checkpoint x seed x mode evaluated
     assert all(COMPARISON_KEYS <= set(c) for c in results["comparisons"])
     pooled = next(c for c in results["comparisons"] if c["a"] == "asyncthink sft" and c["b"] == "asyncthink rl"
                   and c["metric"] == "accuracy" and c["seeds"] == [0, 1])
@@ -83,7 +85,10 @@ async def test_runs_become_results_json_with_paired_seeds_and_baselines_trained_
     tables = module.tables(results)
     assert "| before-fix | 0 | 0.410 -> 0.370 |" in tables
     assert "| rl | asyncthink |" in tables and "| AsyncThink minus parallel (same RL checkpoint) | 0, 1 |" in tables
-    assert "| AsyncThink minus sequential (RL on sequential rollouts) | 0, 1 |" in tables
+    # one checkpoint per mode (seed 0) against the mixed one
+    assert "| AsyncThink minus sequential (one RL checkpoint per mode) | 0 |" in tables
+    assert "| asyncthink: mixed checkpoint minus its own-mode one | 0 |" in tables
+    assert "| parallel: mixed checkpoint minus its own-mode one | 0 |" in tables
     assert [p.name for p in module.plot(tmp_path)] == ["ablation_curves.png", "seed_curves.png"]
 
 
