@@ -358,6 +358,7 @@ def main() -> None:
         for (name, seed), model in checkpoints().items():
             evaluate(model, eval_dir(args.evals, name, seed), MODES.get(name, ["asyncthink"]))
     elif args.command == "collect":
+        args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(collect(args.evals), indent=1) + "\n")
         plot(args.out.parent)
         print(tables(json.loads(args.out.read_text())))
