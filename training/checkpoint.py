@@ -80,12 +80,26 @@ def load_checkpoint(path: str | Path, model: Any, optimizer: Any, scheduler: Any
     weights = {}
     for f in sorted(path.glob("*.safetensors")):
         weights.update(load_file(f))
-    missing, unexpected = model.load_state_dict(weights, strict=False)
-    tied = set(getattr(model, "_tied_weights_keys", None) or [])
-    if unexpected or (set(missing) - tied - {"lm_head.weight"}):
-        raise ValueError(f"checkpoint {path} does not fit the model: missing {missing}, unexpected {unexpected}")
+    _load_weights(path, model, weights)
     blob = torch.load(path / "trainer_state.pt", weights_only=False)
     optimizer.load_state_dict(blob["optimizer"])
     scheduler.load_state_dict(blob["scheduler"])
     set_rng_state(blob["rng"])
     return TrainState(**blob["state"])
+
+
+def _load_weights(path: Path, model: Any, weights: dict[str, Any]) -> None:
+    """Load a checkpoint's weights: all of them, or with a PEFT model only its adapter's (all it saves)."""
+    if hasattr(model, "peft_config"):
+        from peft import set_peft_model_state_dict
+
+        result = set_peft_model_state_dict(model, weights)
+        missing = [k for k in result.missing_keys if "lora_" in k]
+        if result.unexpected_keys or missing or not weights:
+            raise ValueError(f"checkpoint {path} does not fit the adapter: missing {missing}, "
+                             f"unexpected {result.unexpected_keys}")
+        return
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    tied = set(getattr(model, "_tied_weights_keys", None) or [])
+    if unexpected or (set(missing) - tied - {"lm_head.weight"}):
+        raise ValueError(f"checkpoint {path} does not fit the model: missing {missing}, unexpected {unexpected}")

@@ -85,9 +85,13 @@ class GRPOTrainer:
         self.out = Path(cfg.out)
         self.tokenizer = AutoTokenizer.from_pretrained(cfg.model)
         self.model = AutoModelForCausalLM.from_pretrained(cfg.model, dtype=torch.float32).to(self.acc.device)
-        self.ref = copy.deepcopy(self.model).eval().requires_grad_(False) if cfg.kl_coef > 0 else None
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.learning_rate,
-                                           weight_decay=cfg.weight_decay)
+        if cfg.lora.enabled:
+            from asyncthink.training.lora import wrap_lora
+
+            self.model = wrap_lora(self.model, cfg.lora, self.tokenizer)
+        self.ref = self._reference() if cfg.kl_coef > 0 else None
+        self.optimizer = torch.optim.AdamW([p for p in self.model.parameters() if p.requires_grad],
+                                           lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
         warmup = max(1, cfg.warmup_steps)
         # stepped once per RL step (not per optimizer update): warmup_steps counts RL steps
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: min(1.0, (s + 1) / warmup))
@@ -101,6 +105,19 @@ class GRPOTrainer:
         self.executors: dict[Mode, EpisodeExecutor] = {}  # one per mode of ``cfg.rollout_modes``
 
     # ------------------------------------------------------------ setup
+
+    def _reference(self) -> Any:
+        """A frozen copy of the initial policy for the KL term (with LoRA, the adapter stays a branch, unmerged, so
+        the reference computes exactly as the policy does and the KL is 0 before the first update)."""
+        return copy.deepcopy(self.model).eval().requires_grad_(False)
+
+    def rollout_weights(self) -> dict[str, torch.Tensor]:
+        """What the rollout engine must serve: the model's weights, with LoRA the adapter folded into the base."""
+        if self.cfg.lora.enabled:
+            from asyncthink.training.lora import merged_state_dict
+
+            return merged_state_dict(self.model)
+        return self.model.state_dict()
 
     async def start_engine(self, engine: Any = None) -> None:
         kind = str(self.cfg.engine.kind)
@@ -316,6 +333,8 @@ class GRPOTrainer:
         import torch.distributed as dist
 
         for p in self.model.parameters():
+            if not p.requires_grad:
+                continue
             if p.grad is None:
                 p.grad = torch.zeros_like(p)
             dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
@@ -346,7 +365,7 @@ class GRPOTrainer:
         if kind == "hf":
             return
         if kind == "vllm" or self.acc.is_main_process:  # HTTP servers are shared: one process pushes
-            await self.engine.load_weights(self.model.state_dict())
+            await self.engine.load_weights(self.rollout_weights())
         self.acc.wait_for_everyone()
 
     # ------------------------------------------------------------ the loop
@@ -426,8 +445,13 @@ class GRPOTrainer:
     def finish(self) -> Path:
         final = self.out / "final"
         if self.acc.is_main_process:
-            self.model.save_pretrained(final)
-            self.tokenizer.save_pretrained(final)
+            if self.cfg.lora.enabled:  # the adapter (what ships) beside the merged model (what engines load)
+                from asyncthink.training.lora import save_lora_run
+
+                save_lora_run(self.model, self.tokenizer, final)
+            else:
+                self.model.save_pretrained(final)
+                self.tokenizer.save_pretrained(final)
             plot_curves(self.out / "metrics.jsonl", self.out / "curves.png", title=f"GRPO on {self.cfg.task}")
         self.logger.close()
         self.acc.wait_for_everyone()

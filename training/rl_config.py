@@ -9,6 +9,7 @@ from asyncthink.engines import EngineConfig
 from asyncthink.envs.rewards import RewardConfig
 from asyncthink.modes import untrainable
 from asyncthink.runtime_config import Mode, RuntimeConfig
+from asyncthink.training.lora import LoRAOptions
 
 LOSS_NORMS = {
     "token_mean": "the token sum over the number of trained tokens in the batch (every kept group counts, "
@@ -51,6 +52,11 @@ class RLConfig:
     ``[asyncthink, sequential]`` trains one checkpoint for all three modes of the evaluation, with the same
     pipeline and compute (parallel thinking votes over sequential traces, so it cannot be trained itself).
     ``prompts_per_step`` must be a multiple of its length."""
+    lora: LoRAOptions = field(default_factory=LoRAOptions)
+    """Train a LoRA adapter instead of every weight (``lora.enabled``), a fresh one or ``lora.adapter`` continued
+    (an SFT run's ``out/adapter``, over ``model`` = that adapter's base). The rollout engine serves base +
+    adapter merged; ``out/final`` holds the merged model and ``out/final/adapter`` the adapter. Tags must be text
+    (or their rows left untrained): trainable tag tokens are refused."""
     rewards: RewardConfig = field(default_factory=RewardConfig)
     """Episode reward: accuracy, format penalty, concurrency term."""
     group_size: int = 8
@@ -155,6 +161,8 @@ class RLConfig:
             (0 <= self.clip_low < 1 and self.clip_high >= 0, f"bad clip range {self.clip_low}, {self.clip_high}"),
             (0 <= self.max_error_fraction <= 1, f"max_error_fraction must be in [0, 1], got {self.max_error_fraction}"),
             (self.warmup_steps >= 0, f"warmup_steps must be >= 0, got {self.warmup_steps}"),
+            (self.lora.enabled or not self.lora.adapter,
+             f"lora.adapter={self.lora.adapter!r} is set but lora.enabled is false: enable LoRA to continue it"),
         ]
         for ok, message in checks:
             if not ok:

@@ -18,7 +18,7 @@ from typing import Any
 
 from asyncthink.config_io import require, save_config
 from asyncthink.modes import untrainable
-from asyncthink.training.sft_lora import LoRAOptions
+from asyncthink.training.lora import LoRAOptions
 
 
 @dataclass
@@ -133,14 +133,14 @@ def train_sft(cfg: SFTRunConfig) -> Path:
     )
     peft = None
     if cfg.lora.enabled:
-        from asyncthink.training.sft_lora import peft_config
+        from asyncthink.training.lora import peft_config
 
         peft = peft_config(cfg.lora, tokenizer, tied_embeddings=bool(model.config.tie_word_embeddings))
     trainer = SFTTrainer(model=model, args=args, train_dataset=rows, processing_class=tokenizer, callbacks=[_Log()],
                          peft_config=peft)
     trainer.train()
     if peft is not None:
-        from asyncthink.training.sft_lora import save_lora_run
+        from asyncthink.training.lora import save_lora_run
 
         save_lora_run(trainer.model, tokenizer, out)
     else:

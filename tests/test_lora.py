@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from asyncthink.training.sft_lora import LoRAOptions, merge_adapter, peft_config, tag_token_ids
+from asyncthink.training.lora import LoRAOptions, merge_adapter, peft_config, tag_token_ids
 
 
 def test_lora_options_are_validated_with_the_values_quoted():

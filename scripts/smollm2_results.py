@@ -1,0 +1,165 @@
+"""Collect SmolLM2-135M-Instruct's math organizer runs into ``results.json``, and the docs' tables from it.
+
+Reads what ``scripts/smollm2_math.sh`` wrote under ``--root`` (``runs/smollm2``): the evaluations of the prompted
+base model (``math_eval_base``), the SFT checkpoint (``math_eval_sft``) and each RL seed (``math_eval_rl-s<seed>``),
+all on ``configs/eval_math_gen_smollm2.yaml`` (held-out math_gen and countdown, three modes), and each RL run's
+``metrics.jsonl`` (``math_rl-s<seed>``). Writes ``results.json`` (``eval/results.py`` says what each key holds):
+
+- ``runs``: every task x mode x checkpoint (``base``, ``sft``, ``rl``) x seed;
+- ``comparisons``: per task and mode, SFT minus base and RL minus SFT (each seed, and the seeds pooled), and on the
+  RL checkpoints AsyncThink minus each baseline trained alike (same checkpoint, its sequential and parallel modes);
+- ``seed_spread``: the mean and standard deviation across seeds of each per-seed difference;
+- ``training``: each RL run's first and last 10 steps and its update's health.
+
+``--table`` prints the markdown tables the docs carry from ``--out`` (a test checks they agree).
+
+    python scripts/smollm2_results.py [--root runs/smollm2] [--seeds 0 1] \
+        [--out models/smollm2-math-organizer/results.json] [--table]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from asyncthink.eval.results import (  # noqa: E402
+    METRICS,
+    comparison_entry,
+    load_eval,
+    run_entry,
+    seed_spread,
+    training_entry,
+)
+from asyncthink.modes import Mode  # noqa: E402
+
+TASKS = {"math_gen-heldout": "held-out math_gen", "countdown": "held-out countdown"}
+"""Task labels of the evaluation config -> how the tables name them."""
+ASYNCTHINK, SEQUENTIAL, PARALLEL = Mode.ASYNCTHINK.value, Mode.SEQUENTIAL.value, Mode.PARALLEL.value
+MODES = (SEQUENTIAL, PARALLEL, ASYNCTHINK)
+
+
+def evaluations(root: Path, seeds: list[int], task: str) -> dict[tuple[str, int | None], dict]:
+    """(checkpoint, seed) -> mode -> (summary row, episodes), for the checkpoints evaluated so far."""
+    folders = {("base", None): root / "math_eval_base", ("sft", None): root / "math_eval_sft",
+               **{("rl", s): root / f"math_eval_rl-s{s}" for s in seeds}}
+    return {key: load_eval(folder, task) for key, folder in folders.items() if (folder / "summary.json").exists()}
+
+
+def compare_sides(a: dict[int | None, list], b: dict[int | None, list], metric: str, names: tuple[str, str],
+                  task: str) -> tuple[list[dict], list[dict]]:
+    """``b - a`` for each seed of ``b`` (a side without seeds pairs with every one) and pooled over seeds."""
+    seeds = [s for s in b if s in a or None in a]
+    per_seed = [comparison_entry(a.get(s, a.get(None)), b[s], metric, *names, [] if s is None else [s], task=task)
+                for s in seeds]
+    if len(seeds) < 2:
+        return per_seed, []
+    pooled_a = [ep for s in seeds for ep in a.get(s, [])] or a[None]
+    pooled_b = [ep for s in seeds for ep in b[s]]
+    pooled = comparison_entry(pooled_a, pooled_b, metric, *names, seeds, task=task)
+    return [*per_seed, pooled], [seed_spread(per_seed, task=task)]
+
+
+def pairs() -> list[tuple[tuple[str, str], tuple[str, str]]]:
+    """((checkpoint a, mode a), (checkpoint b, mode b)) for every comparison the docs state."""
+    out = [((before, m), (after, m)) for m in MODES for before, after in (("base", "sft"), ("sft", "rl"))]
+    return out + [(("rl", baseline), ("rl", ASYNCTHINK)) for baseline in (SEQUENTIAL, PARALLEL)]
+
+
+def collect(root: Path, seeds: list[int]) -> dict:
+    runs, comparisons, spread = [], [], []
+    for task in TASKS:
+        evals = evaluations(root, seeds, task)
+        for (checkpoint, seed), modes in evals.items():
+            runs += [run_entry(row, checkpoint, seed, task=task) for row, _ in modes.values()]
+        for (ck_a, mode_a), (ck_b, mode_b) in pairs():
+            side_a = {s: e[mode_a][1] for (c, s), e in evals.items() if c == ck_a and mode_a in e}
+            side_b = {s: e[mode_b][1] for (c, s), e in evals.items() if c == ck_b and mode_b in e}
+            if not side_a or not side_b:
+                continue
+            for metric in METRICS:
+                found, spreads = compare_sides(side_a, side_b, metric, (f"{mode_a} {ck_a}", f"{mode_b} {ck_b}"), task)
+                comparisons += found
+                spread += spreads
+    training = [training_entry(root / f"math_rl-s{s}", seed=s) for s in seeds
+                if (root / f"math_rl-s{s}" / "metrics.jsonl").exists()]
+    return {"model": "models/smollm2-math-organizer", "base": "SmolLM2-135M-Instruct (asyncthink models fetch)",
+            "eval_config": "configs/eval_math_gen_smollm2.yaml", "rl_config": "configs/rl_math_gen_smollm2.yaml",
+            "runs": runs, "comparisons": comparisons, "seed_spread": spread, "training": training}
+
+
+# ---------------------------------------------------------------- tables
+
+
+def _interval(c: dict, scale: float = 100.0, digits: int = 1) -> str:
+    verdict = "" if c["significant"] else ", n.s."
+    return (f"{c['diff'] * scale:+.{digits}f} [{c['ci'][0] * scale:+.{digits}f}, {c['ci'][1] * scale:+.{digits}f}]"
+            f"{verdict}")
+
+
+def _statuses(statuses: dict) -> str:
+    return " / ".join(f"{statuses.get(k, 0)}" for k in ("ok", "format_error", "budget_exceeded", "error"))
+
+
+def runs_table(results: dict) -> str:
+    """Every task x checkpoint x mode: accuracy with its interval, latency, concurrency, format errors, statuses."""
+    lines = ["| task | checkpoint | seed | mode | n | accuracy % [95% CI] | latency | eta / capacity | forks / ep | "
+             "format errors % | ok / format error / budget / error |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in results["runs"]:
+        lo, hi = r["accuracy_ci"]
+        seed = "" if r["seed"] is None else r["seed"]
+        lines.append(f"| {TASKS[r['task']]} | {r['checkpoint']} | {seed} | {r['mode']} | {r['n']} | "
+                     f"{100 * r['accuracy']:.1f} [{100 * lo:.1f}, {100 * hi:.1f}] | {r['latency']:.0f} | "
+                     f"{r['eta_over_capacity']:.3f} | {r['forks']:.2f} | {100 * r['format_errors']:.1f} | "
+                     f"{_statuses(r['statuses'])} |")
+    return "\n".join(lines)
+
+
+def comparisons_table(results: dict) -> str:
+    """Every accuracy and latency difference, per seed and pooled, with its clustered interval."""
+    lines = ["| task | b - a | seeds | accuracy (pp) | latency (tokens) | clusters |", "|---|---|---|---|---|---|"]
+    by_key: dict[tuple, dict[str, dict]] = {}
+    for c in results["comparisons"]:
+        by_key.setdefault((c["task"], c["a"], c["b"], tuple(c["seeds"])), {})[c["metric"]] = c
+    for (task, a, b, seeds), cs in by_key.items():
+        accuracy, latency = cs["accuracy"], cs["latency"]
+        lines.append(f"| {TASKS[task]} | {b} - {a} | {', '.join(map(str, seeds)) or '-'} | {_interval(accuracy)} | "
+                     f"{_interval(latency, 1.0, 0)} | {accuracy['clusters']} |")
+    return "\n".join(lines)
+
+
+def training_table(results: dict) -> str:
+    lines = ["| seed | steps | reward first 10 -> last 10 | accuracy first 10 -> last 10 | logprob gap | update KL | "
+             "groups without signal | statuses | wall |", "|---|---|---|---|---|---|---|---|---|"]
+    for t in results["training"]:
+        statuses = ", ".join(f"{k} {v}" for k, v in t["statuses"].items())
+        wall = "" if t["wall_s"] is None else f"{t['wall_s'] / 60:.0f} min"
+        lines.append(f"| {t['seed']} | {t['steps']} | {t['reward_first10']:.3f} -> {t['reward_last10']:.3f} | "
+                     f"{t['accuracy_first10']:.3f} -> {t['accuracy_last10']:.3f} | {t['logprob_gap']:.1e} | "
+                     f"{t['update_kl'] or 0:.1e} | {t['groups_without_signal']:.2f} | {statuses} | {wall} |")
+    return "\n".join(lines)
+
+
+def tables(results: dict) -> str:
+    return "\n\n".join(t for t in (runs_table(results), comparisons_table(results), training_table(results)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--root", type=Path, default=REPO / "runs" / "smollm2")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--out", type=Path, default=REPO / "models" / "smollm2-math-organizer" / "results.json")
+    parser.add_argument("--table", action="store_true", help="only print the docs' tables from --out")
+    args = parser.parse_args()
+    if not args.table:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(collect(args.root, args.seeds), indent=1) + "\n")
+    print(tables(json.loads(args.out.read_text())))
+
+
+if __name__ == "__main__":
+    main()

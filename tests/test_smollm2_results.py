@@ -1,0 +1,72 @@
+"""``scripts/smollm2_results.py``: the SmolLM2 math organizer's evaluations (base, SFT, RL seeds; two tasks, three
+modes) and RL runs become a ``results.json`` with the keys other tools read, and its tables."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from asyncthink.engines.scripted import ScriptedEngine
+from asyncthink.envs import make_task
+from asyncthink.eval.config import load_eval_config
+from asyncthink.eval.harness import run_eval
+from tests.results_contract import COMPARISON_KEYS, REPO, RUN_KEYS, load_script
+
+RESULTS = REPO / "models" / "smollm2-math-organizer" / "results.json"
+COUNTDOWN = "{n_numbers: 3, min_number: 1, max_number: 9, min_target: 5, max_target: 40, required: 2}"
+
+
+def engine_answering(right_every: int) -> ScriptedEngine:
+    """Every ``right_every``-th held-out math problem right, the rest wrong; every countdown problem wrong."""
+    math = make_task("math_gen").dataset("test", 8, 0)
+    countdown = make_task("countdown", n_numbers=3, min_number=1, max_number=9, min_target=5, max_target=40,
+                          required=2).dataset("test", 4, 0)
+    answers = {p["question"]: f"<ANSWER>\\boxed{{{p['gold'] if k % right_every == 0 else -1}}}</ANSWER>"
+               for k, p in enumerate(math)}
+    return ScriptedEngine({**answers, **{p["question"]: "<ANSWER>1+1; 2+2</ANSWER>" for p in countdown}})
+
+
+async def evaluate(folder: Path, engine: ScriptedEngine) -> None:
+    tasks = (f"tasks=[{{name: math_gen, label: math_gen-heldout, n: 8}}, "
+             f"{{name: countdown, n: 4, options: {COUNTDOWN}}}]")
+    cfg = load_eval_config(None, [tasks, "samples=2", "budgets=[300]", "bootstrap=50", "runtime.temperature=0",
+                                  "runtime.prompts.style=compact", "plots=false"])
+    await run_eval(cfg, folder, engine=engine, progress=False)
+
+
+def fake_rl_run(folder: Path) -> None:
+    folder.mkdir(parents=True)
+    rows = [{"step": s, "reward": 0.05 * s, "score": 0.1 * s, "accuracy": 0.1 * s, "logprob_gap": 1e-4,
+             "update_kl": 1e-3, "groups_without_signal": 0.5, "status/ok": 30, "status/format_error": 2}
+            for s in range(12)]
+    (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+async def test_runs_become_results_json_with_every_checkpoint_mode_and_task(tmp_path):
+    module = load_script("smollm2_results")
+    await evaluate(tmp_path / "math_eval_base", engine_answering(8))
+    await evaluate(tmp_path / "math_eval_sft", engine_answering(4))
+    for seed in (0, 1):
+        await evaluate(tmp_path / f"math_eval_rl-s{seed}", engine_answering(1 + seed))
+        fake_rl_run(tmp_path / f"math_rl-s{seed}")
+    results = module.collect(tmp_path, [0, 1])
+    assert all(RUN_KEYS <= set(run) for run in results["runs"])
+    assert len(results["runs"]) == 2 * 4 * 3  # tasks x (base, sft, rl s0, rl s1) x modes
+    assert all(COMPARISON_KEYS <= set(c) for c in results["comparisons"])
+    rl_over_sft = [c for c in results["comparisons"] if c["task"] == "math_gen-heldout" and c["metric"] == "accuracy"
+                   and c["a"] == "asyncthink sft" and c["b"] == "asyncthink rl"]
+    assert [c["seeds"] for c in rl_over_sft] == [[0], [1], [0, 1]]
+    assert all(c["diff"] > 0 for c in rl_over_sft)  # RL seed 0 answers all, seed 1 half, SFT a quarter
+    assert any(c["b"] == "asyncthink rl" and c["a"] == "parallel rl" for c in results["comparisons"])
+    assert [t["seed"] for t in results["training"]] == [0, 1]
+    assert results["training"][0]["reward_last10"] > results["training"][0]["reward_first10"]
+    text = module.tables(results)
+    assert "| held-out math_gen | rl | 0 | asyncthink |" in text and "| held-out countdown | base |" in text
+
+
+@pytest.mark.skipif(not RESULTS.exists(), reason="no shipped results.json yet")
+def test_the_docs_tables_are_the_ones_results_json_gives():
+    tables = load_script("smollm2_results").tables(json.loads(RESULTS.read_text()))
+    assert tables in (REPO / "docs" / "smollm2.md").read_text()
