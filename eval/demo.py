@@ -5,6 +5,10 @@ repository's own synth, SFT and RL commands) on held-out countdown problems
 and, zero-shot, on Sudoku 4x4, in all three modes on the real vLLM engine;
 prints the paper-style table, writes plots and an episode timeline, shows one
 solved AsyncThink episode, and says where everything is and what to run next.
+The shipped checkpoint is RL-trained in every mode it is compared in; the
+report also shows each mode's SFT-only row, the checkpoint RL started from,
+as ``scripts/ablation.py`` measured it on these same episodes (the
+``results.json`` beside the model), with RL minus SFT over the RL seeds.
 The model and ``configs/demo.yaml`` ship inside the package, so it runs from
 any folder after ``pip install``. The engine's own logs go to ``engine.log``
 in the output folder unless ``verbose``.
@@ -12,6 +16,7 @@ in the output folder unless ``verbose``.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -51,6 +56,11 @@ def _run(out: Path, overrides: list[str], terminal) -> None:
     started = time.perf_counter()
     summary = evaluate(cfg, out, progress=True)
     console.print(Markdown(_paper_table(out / "report.md")))
+    sft = sft_section(shipped_model() / "results.json")
+    if sft:
+        with open(out / "report.md", "a") as report:
+            report.write("\n" + sft)
+        console.print(Markdown(sft))
     _show_solved(console, out)
     console.rule()
     console.print(f"done in {time.perf_counter() - started:.0f} s.  report: {out / 'report.md'}   "
@@ -62,6 +72,31 @@ def _run(out: Path, overrides: list[str], terminal) -> None:
     )
     if (out / "engine.log").exists():
         console.print(f"  engine logs: {out / 'engine.log'} (show them live with --verbose)")
+
+
+def sft_section(results_path: Path) -> str:
+    """Markdown: each mode's SFT-only row and RL minus SFT (seeds pooled), from a shipped ``results.json``;
+    empty when there is none."""
+    if not results_path.is_file():
+        return ""
+    results = json.loads(results_path.read_text())
+    lines = ["## Each mode with SFT only", "",
+             "The checkpoint RL started from, measured on these same episodes by `scripts/ablation.py` (recorded "
+             f"in `{results_path.name}` beside the model, not rerun here); RL minus SFT pairs each problem over "
+             "the RL seeds, with a 95 % interval resampling clusters of related problems.", "",
+             "| mode | SFT only: accuracy % [95% CI] | latency | RL minus SFT: accuracy (pp) [95% CI] | RL seeds |",
+             "|---|---|---|---|---|"]
+    for run in (r for r in results["runs"] if r["checkpoint"] == "sft"):
+        mode, (lo, hi) = run["mode"], run["accuracy_ci"]
+        pooled = [c for c in results["comparisons"] if c["metric"] == "accuracy" and c["a"] == f"{mode} sft"
+                  and c["b"] == f"{mode} rl"]
+        c = max(pooled, key=lambda c: len(c["seeds"]), default=None)
+        diff = "" if c is None else (f"{100 * c['diff']:+.1f} [{100 * c['ci'][0]:+.1f}, {100 * c['ci'][1]:+.1f}]"
+                                     + ("" if c["significant"] else ", n.s."))
+        seeds = "" if c is None else ", ".join(map(str, c["seeds"]))
+        lines.append(f"| {mode} | {100 * run['accuracy']:.1f} [{100 * lo:.1f}, {100 * hi:.1f}] | "
+                     f"{run['latency']:.0f} | {diff} | {seeds} |")
+    return "\n".join(lines) + "\n"
 
 
 def _paper_table(report: Path) -> str:

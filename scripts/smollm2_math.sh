@@ -20,6 +20,7 @@ stage() { local t0; t0=$(date +%s); "$@"; echo "TIME $(( $(date +%s) - t0 )) s: 
 
 [ -d $R/base ] || stage $A models fetch smollm2-135m-instruct --out $R/base
 if [ "${REBUILD:-0}" = 1 ]; then
+  [ -d $M/sft-adapter ] && [ -d $M/rl-adapter ] || { echo "REBUILD=1 needs $M/sft-adapter and $M/rl-adapter" >&2; exit 1; }
   [ -d $R/math_sft ] || stage $A models merge --base $R/base --adapter $M/sft-adapter --out $R/math_sft
   [ -d $R/math_rl-s0/final ] || stage $A models merge --base $R/base --adapter $M/rl-adapter --out $R/math_rl-s0/final
   SEEDS=0
