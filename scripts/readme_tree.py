@@ -49,6 +49,12 @@ OTHER = {
     "models/tiny-organizer/ablation_curves.png": "the RL arms per step, overlaid: reward, score, entropy, update KL",
     "models/tiny-organizer/seed_curves.png": "the shipped RL config's seeds per step, overlaid (the paper's Figure 6)",
     "models/tiny-organizer/results.json": "every RL run, evaluation and paired difference (scripts/ablation.py)",
+    "models/smollm2-math-organizer/README.md": "model card: SmolLM2-135M organizing math_gen (SFT stage)",
+    "models/smollm2-math-organizer/results.json": "its evaluations and comparisons (smollm2_results.py)",
+    "models/smollm2-math-organizer/sft-adapter/adapter_config.json": "its SFT LoRA adapter's config (PEFT)",
+    "models/smollm2-math-organizer/sft-adapter/adapter_model.safetensors": "its SFT LoRA adapter (r 16, 19.6 MB)",
+    "models/smollm2-math-organizer/sft_loss.png": "its SFT loss curve",
+    "models/smollm2-math-organizer/sft_resolved_config.yaml": "the resolved config of its SFT run",
     "models/tiny-math-organizer/results.json": "machine-readable results: SFT and 3 RL seeds per mode and held-out "
                                                 "list, paired differences with clustered intervals",
 }
