@@ -4,8 +4,9 @@
 # per seed in SEEDS, default "0 1"), evaluate the prompted base model, the SFT checkpoint and each RL seed in all
 # three modes (configs/eval_math_gen_smollm2.yaml), write results.json and the docs' tables, and serve the RL
 # model to the official OpenAI client. A stage whose output exists is skipped, so a killed run continues (an
-# evaluation or RL run resumes where it stopped); stage times go to the log.
+# evaluation or RL run resumes where it stopped); stage times go to the log (and results.json).
 #   bash scripts/smollm2_math.sh 2>&1 | tee runs/smollm2-math.log
+#   FULL_FT=1 bash scripts/smollm2_math.sh    # also the full fine-tuning SFT arm, evaluated like LoRA's
 #   REBUILD=1 bash scripts/smollm2_math.sh    # SFT and RL seed 0 from the shipped adapters, no training
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,13 +28,21 @@ if [ "${REBUILD:-0}" = 1 ]; then
 else
   [ -d $R/math_synth ] || stage $A train synth --config configs/synth_math_gen_smollm2.yaml
   [ -d $R/math_sft/adapter ] || stage $A train sft --config configs/sft_math_gen_smollm2.yaml
+  if [ "${FULL_FT:-0}" = 1 ]; then
+    [ -f $R/math_sft_full/model.safetensors ] || stage $A train sft --config configs/sft_math_gen_smollm2_full.yaml
+    [ -f $R/math_eval_sft_full/summary.json ] || stage $A eval --config $E --out $R/math_eval_sft_full \
+      engine.model=$R/math_sft_full
+  fi
 fi
 
 [ -f $R/math_eval_base/summary.json ] || stage $A eval --config $E --out $R/math_eval_base
 [ -f $R/math_eval_sft/summary.json ] || stage $A eval --config $E --out $R/math_eval_sft engine.model=$R/math_sft
 for s in $SEEDS; do
-  [ -d $R/math_rl-s$s/final ] || stage $A train rl --config configs/rl_math_gen_smollm2.yaml "seed=$s" \
-    "out=$R/math_rl-s$s"
+  if [ ! -d $R/math_rl-s$s/final ]; then
+    t0=$(date +%s)
+    stage $A train rl --config configs/rl_math_gen_smollm2.yaml "seed=$s" "out=$R/math_rl-s$s"
+    echo $(( $(date +%s) - t0 )) > $R/math_rl-s$s/wall_s.txt
+  fi
   [ -f $R/math_eval_rl-s$s/summary.json ] || stage $A eval --config $E --out $R/math_eval_rl-s$s \
     engine.model=$R/math_rl-s$s/final
 done

@@ -1,20 +1,24 @@
 """Collect SmolLM2-135M-Instruct's math organizer runs into ``results.json``, and the docs' tables from it.
 
 Reads what ``scripts/smollm2_math.sh`` wrote under ``--root`` (``runs/smollm2``): the evaluations of the prompted
-base model (``math_eval_base``), the SFT checkpoint (``math_eval_sft``) and each RL seed (``math_eval_rl-s<seed>``),
-all on ``configs/eval_math_gen_smollm2.yaml`` (held-out math_gen and countdown, three modes), and each RL run's
+base model (``math_eval_base``), the LoRA SFT checkpoint (``math_eval_sft``), the full fine-tuning arm where it was
+run (``math_eval_sft_full``) and each RL seed (``math_eval_rl-s<seed>``), all on
+``configs/eval_math_gen_smollm2.yaml`` (held-out math_gen and countdown, three modes), and each RL run's
 ``metrics.jsonl`` (``math_rl-s<seed>``). Writes ``results.json`` (``eval/results.py`` says what each key holds):
 
-- ``runs``: every task x mode x checkpoint (``base``, ``sft``, ``rl``) x seed;
-- ``comparisons``: per task and mode, SFT minus base and RL minus SFT (each seed, and the seeds pooled), and on the
-  RL checkpoints AsyncThink minus each baseline trained alike (same checkpoint, its sequential and parallel modes);
+- ``runs``: every task x mode x checkpoint (``base``, ``sft``, ``sft-full``, ``rl``) x seed;
+- ``comparisons``: per task and mode, SFT minus base, full fine-tuning minus LoRA, RL minus SFT (each seed, and
+  the seeds pooled), and on the RL checkpoints AsyncThink minus each baseline trained alike (same checkpoint, its
+  sequential and parallel modes);
 - ``seed_spread``: the mean and standard deviation across seeds of each per-seed difference;
-- ``training``: each RL run's first and last 10 steps and its update's health.
+- ``training``: each RL run's first and last 10 steps and its update's health;
+- ``stages``: the seconds each stage took, as the stage itself recorded them.
 
-``--table`` prints the markdown tables the docs carry from ``--out`` (a test checks they agree).
+``--table`` prints the markdown tables the docs carry from ``--out``, ``--readme`` the README's (tests check both
+agree).
 
     python scripts/smollm2_results.py [--root runs/smollm2] [--seeds 0 1] \
-        [--out models/smollm2-math-organizer/results.json] [--table]
+        [--out models/smollm2-math-organizer/results.json] [--table] [--readme]
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ MODES = (SEQUENTIAL, PARALLEL, ASYNCTHINK)
 def evaluations(root: Path, seeds: list[int], task: str) -> dict[tuple[str, int | None], dict]:
     """(checkpoint, seed) -> mode -> (summary row, episodes), for the checkpoints evaluated so far."""
     folders = {("base", None): root / "math_eval_base", ("sft", None): root / "math_eval_sft",
+               ("sft-full", None): root / "math_eval_sft_full",
                **{("rl", s): root / f"math_eval_rl-s{s}" for s in seeds}}
     return {key: load_eval(folder, task) for key, folder in folders.items() if (folder / "summary.json").exists()}
 
@@ -66,7 +71,8 @@ def compare_sides(a: dict[int | None, list], b: dict[int | None, list], metric: 
 
 def pairs() -> list[tuple[tuple[str, str], tuple[str, str]]]:
     """((checkpoint a, mode a), (checkpoint b, mode b)) for every comparison the docs state."""
-    out = [((before, m), (after, m)) for m in MODES for before, after in (("base", "sft"), ("sft", "rl"))]
+    steps = (("base", "sft"), ("sft", "sft-full"), ("sft", "rl"))
+    out = [((before, m), (after, m)) for m in MODES for before, after in steps]
     return out + [(("rl", baseline), ("rl", ASYNCTHINK)) for baseline in (SEQUENTIAL, PARALLEL)]
 
 
@@ -89,7 +95,29 @@ def collect(root: Path, seeds: list[int]) -> dict:
                 if (root / f"math_rl-s{s}" / "metrics.jsonl").exists()]
     return {"model": "models/smollm2-math-organizer", "base": "SmolLM2-135M-Instruct (asyncthink models fetch)",
             "eval_config": "configs/eval_math_gen_smollm2.yaml", "rl_config": "configs/rl_math_gen_smollm2.yaml",
-            "runs": runs, "comparisons": comparisons, "seed_spread": spread, "training": training}
+            "runs": runs, "comparisons": comparisons, "seed_spread": spread, "training": training,
+            "stages": stage_times(root, seeds)}
+
+
+def stage_times(root: Path, seeds: list[int]) -> list[dict]:
+    """Each stage's seconds, where its output recorded them: SFT's trainer runtime, RL's launcher wall time
+    (``wall_s.txt``), an evaluation's ``elapsed_s`` (a resumed run counts only its last part)."""
+    found = []
+    for name, folder in (("sft", "math_sft"), ("sft-full", "math_sft_full")):
+        rows = [json.loads(line) for line in (root / folder / "metrics.jsonl").open()] \
+            if (root / folder / "metrics.jsonl").exists() else []
+        found += [{"stage": f"{name} train", "seconds": r["train_runtime"]} for r in rows if "train_runtime" in r]
+    for s in seeds:
+        wall = root / f"math_rl-s{s}" / "wall_s.txt"
+        if wall.exists():
+            found.append({"stage": f"rl train seed {s}", "seconds": float(wall.read_text())})
+    evals = ["base", "sft", "sft_full", *(f"rl-s{s}" for s in seeds)]
+    for name in evals:
+        summary = root / f"math_eval_{name}" / "summary.json"
+        if summary.exists():
+            seconds = json.loads(summary.read_text())["meta"].get("elapsed_s")
+            found.append({"stage": f"eval {name.replace('_', '-')}", "seconds": seconds})
+    return found
 
 
 # ---------------------------------------------------------------- tables
@@ -144,9 +172,31 @@ def training_table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def stages_table(results: dict) -> str:
+    lines = ["| stage | minutes (2-core CPU) |", "|---|---|"]
+    lines += [f"| {t['stage']} | {t['seconds'] / 60:.1f} |" for t in results.get("stages", [])
+              if t["seconds"] is not None]
+    return "\n".join(lines)
+
+
+def readme_tables(results: dict) -> str:
+    """The README's summary: held-out math_gen per checkpoint and mode, and the time of each stage."""
+    lines = ["| checkpoint | mode | accuracy % [95% CI] | latency | eta / capacity | forks / ep | "
+             "ok / format error / budget / error |", "|---|---|---|---|---|---|---|"]
+    for r in results["runs"]:
+        if r["task"] != "math_gen-heldout":
+            continue
+        lo, hi = r["accuracy_ci"]
+        name = r["checkpoint"] if r["seed"] is None else f"{r['checkpoint']} seed {r['seed']}"
+        lines.append(f"| {name} | {r['mode']} | {100 * r['accuracy']:.1f} [{100 * lo:.1f}, {100 * hi:.1f}] | "
+                     f"{r['latency']:.0f} | {r['eta_over_capacity']:.3f} | {r['forks']:.2f} | "
+                     f"{_statuses(r['statuses'])} |")
+    return "\n".join(lines) + "\n\n" + stages_table(results)
+
+
 def tables(results: dict) -> str:
     """The docs' tables, those with rows (an RL run not yet done leaves its tables out)."""
-    made = (runs_table(results), comparisons_table(results), training_table(results))
+    made = (runs_table(results), comparisons_table(results), training_table(results), stages_table(results))
     return "\n\n".join(t for t in made if t.count("\n") > 1)
 
 
@@ -156,11 +206,13 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--out", type=Path, default=REPO / "models" / "smollm2-math-organizer" / "results.json")
     parser.add_argument("--table", action="store_true", help="only print the docs' tables from --out")
+    parser.add_argument("--readme", action="store_true", help="print the README's tables instead of the docs'")
     args = parser.parse_args()
     if not args.table:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(collect(args.root, args.seeds), indent=1) + "\n")
-    print(tables(json.loads(args.out.read_text())))
+    results = json.loads(args.out.read_text())
+    print(readme_tables(results) if args.readme else tables(results))
 
 
 if __name__ == "__main__":

@@ -42,31 +42,45 @@ def fake_rl_run(folder: Path) -> None:
              "update_kl": 1e-3, "groups_without_signal": 0.5, "status/ok": 30, "status/format_error": 2}
             for s in range(12)]
     (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (folder / "wall_s.txt").write_text("600.5")
 
 
 async def test_runs_become_results_json_with_every_checkpoint_mode_and_task(tmp_path):
     module = load_script("smollm2_results")
     await evaluate(tmp_path / "math_eval_base", engine_answering(8))
     await evaluate(tmp_path / "math_eval_sft", engine_answering(4))
+    await evaluate(tmp_path / "math_eval_sft_full", engine_answering(2))
+    (tmp_path / "math_sft").mkdir()
+    (tmp_path / "math_sft" / "metrics.jsonl").write_text('{"step": 5, "loss": 1.0}\n{"train_runtime": 1614.0}\n')
     for seed in (0, 1):
         await evaluate(tmp_path / f"math_eval_rl-s{seed}", engine_answering(1 + seed))
         fake_rl_run(tmp_path / f"math_rl-s{seed}")
     results = module.collect(tmp_path, [0, 1])
     assert all(RUN_KEYS <= set(run) for run in results["runs"])
-    assert len(results["runs"]) == 2 * 4 * 3  # tasks x (base, sft, rl s0, rl s1) x modes
+    assert len(results["runs"]) == 2 * 5 * 3  # tasks x (base, sft, sft-full, rl s0, rl s1) x modes
     assert all(COMPARISON_KEYS <= set(c) for c in results["comparisons"])
     rl_over_sft = [c for c in results["comparisons"] if c["task"] == "math_gen-heldout" and c["metric"] == "accuracy"
                    and c["a"] == "asyncthink sft" and c["b"] == "asyncthink rl"]
     assert [c["seeds"] for c in rl_over_sft] == [[0], [1], [0, 1]]
     assert all(c["diff"] > 0 for c in rl_over_sft)  # RL seed 0 answers all, seed 1 half, SFT a quarter
     assert any(c["b"] == "asyncthink rl" and c["a"] == "parallel rl" for c in results["comparisons"])
+    full_over_lora = [c for c in results["comparisons"] if c["task"] == "math_gen-heldout"
+                      and c["metric"] == "accuracy" and c["b"] == "asyncthink sft-full"]
+    assert [c["a"] for c in full_over_lora] == ["asyncthink sft"] and full_over_lora[0]["diff"] > 0
+    stages = {t["stage"]: t["seconds"] for t in results["stages"]}
+    assert stages["sft train"] == 1614.0 and stages["rl train seed 1"] == 600.5
+    assert {"eval base", "eval sft", "eval sft-full", "eval rl-s0", "eval rl-s1"} <= set(stages)
     assert [t["seed"] for t in results["training"]] == [0, 1]
     assert results["training"][0]["reward_last10"] > results["training"][0]["reward_first10"]
     text = module.tables(results)
     assert "| held-out math_gen | rl | 0 | asyncthink |" in text and "| held-out countdown | base |" in text
+    assert "| sft train | 26.9 |" in text
+    summary = module.readme_tables(results)
+    assert "| rl seed 1 | asyncthink |" in summary and "countdown" not in summary and "| eval sft-full |" in summary
 
 
 @pytest.mark.skipif(not RESULTS.exists(), reason="no shipped results.json yet")
-def test_the_docs_tables_are_the_ones_results_json_gives():
-    tables = load_script("smollm2_results").tables(json.loads(RESULTS.read_text()))
-    assert tables in (REPO / "docs" / "smollm2.md").read_text()
+def test_the_docs_and_readme_tables_are_the_ones_results_json_gives():
+    module, results = load_script("smollm2_results"), json.loads(RESULTS.read_text())
+    assert module.tables(results) in (REPO / "docs" / "smollm2.md").read_text()
+    assert module.readme_tables(results) in (REPO / "README.md").read_text()
