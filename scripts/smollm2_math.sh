@@ -8,6 +8,7 @@
 #   bash scripts/smollm2_math.sh 2>&1 | tee runs/smollm2-math.log
 #   FULL_FT=1 bash scripts/smollm2_math.sh    # also the full fine-tuning SFT arm, evaluated like LoRA's
 #   REBUILD=1 bash scripts/smollm2_math.sh    # SFT and RL seed 0 from the shipped adapters, no training
+#   FORK_SEEDS="0" bash scripts/smollm2_math.sh   # also the fork-keeping reward arm (rl_math_gen_smollm2_forks)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export VLLM_CPU_KVCACHE_SPACE=${VLLM_CPU_KVCACHE_SPACE:-1}
@@ -17,6 +18,7 @@ R=runs/smollm2
 M=models/smollm2-math-organizer
 E=configs/eval_math_gen_smollm2.yaml
 SEEDS=${SEEDS:-"0 1"}
+FORK_SEEDS=${FORK_SEEDS:-""}
 stage() { local t0; t0=$(date +%s); "$@"; echo "TIME $(( $(date +%s) - t0 )) s: $*"; }
 
 [ -d $R/base ] || stage $A models fetch smollm2-135m-instruct --out $R/base
@@ -37,18 +39,23 @@ fi
 
 [ -f $R/math_eval_base/summary.json ] || stage $A eval --config $E --out $R/math_eval_base
 [ -f $R/math_eval_sft/summary.json ] || stage $A eval --config $E --out $R/math_eval_sft engine.model=$R/math_sft
-for s in $SEEDS; do
-  if [ ! -d $R/math_rl-s$s/final ]; then
-    t0=$(date +%s)
-    stage $A train rl --config configs/rl_math_gen_smollm2.yaml "seed=$s" "out=$R/math_rl-s$s"
-    echo $(( $(date +%s) - t0 )) > $R/math_rl-s$s/wall_s.txt
-  fi
-  [ -f $R/math_eval_rl-s$s/summary.json ] || stage $A eval --config $E --out $R/math_eval_rl-s$s \
-    engine.model=$R/math_rl-s$s/final
-done
+rl_arm() {  # rl_arm CONFIG NAME "SEEDS": one GRPO run per seed (unless done) into math_NAME-sSEED, then its eval
+  local config=$1 name=$2 s t0
+  for s in $3; do
+    if [ ! -d $R/math_$name-s$s/final ]; then
+      t0=$(date +%s)
+      stage $A train rl --config "$config" "seed=$s" "out=$R/math_$name-s$s"
+      echo $(( $(date +%s) - t0 )) > $R/math_$name-s$s/wall_s.txt
+    fi
+    [ -f $R/math_eval_$name-s$s/summary.json ] || stage $A eval --config $E --out $R/math_eval_$name-s$s \
+      engine.model=$R/math_$name-s$s/final
+  done
+}
+rl_arm configs/rl_math_gen_smollm2.yaml rl "$SEEDS"
+rl_arm configs/rl_math_gen_smollm2_forks.yaml rl_forks "$FORK_SEEDS"
 
 # shellcheck disable=SC2086  # SEEDS is a list
-stage $P scripts/smollm2_results.py --root $R --seeds $SEEDS --out $M/results.json
+stage $P scripts/smollm2_results.py --root $R --seeds $SEEDS --fork-seeds $FORK_SEEDS --out $M/results.json
 stage $P scripts/smollm2_serve_check.py --model $R/math_rl-s0/final --max-tokens 192 --max-worker-tokens 64 \
   --log $R/math_serve_check.log \
   --question "Ann has 3 bags of 4 pears and 2 boxes of 5 pears. She gives away 6 pears. How many pears are left?"

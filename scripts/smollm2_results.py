@@ -2,14 +2,15 @@
 
 Reads what ``scripts/smollm2_math.sh`` wrote under ``--root`` (``runs/smollm2``): the evaluations of the prompted
 base model (``math_eval_base``), the LoRA SFT checkpoint (``math_eval_sft``), the full fine-tuning arm where it was
-run (``math_eval_sft_full``) and each RL seed (``math_eval_rl-s<seed>``), all on
-``configs/eval_math_gen_smollm2.yaml`` (held-out math_gen and countdown, three modes), and each RL run's
-``metrics.jsonl`` (``math_rl-s<seed>``). Writes ``results.json`` (``eval/results.py`` says what each key holds):
+run (``math_eval_sft_full``), each RL seed (``math_eval_rl-s<seed>``) and each seed of the fork-keeping reward
+arm where it was run (``math_eval_rl_forks-s<seed>``), all on ``configs/eval_math_gen_smollm2.yaml`` (held-out
+math_gen and countdown, three modes), and each RL run's ``metrics.jsonl`` (``math_rl-s<seed>``,
+``math_rl_forks-s<seed>``). Writes ``results.json`` (``eval/results.py`` says what each key holds):
 
-- ``runs``: every task x mode x checkpoint (``base``, ``sft``, ``sft-full``, ``rl``) x seed;
+- ``runs``: every task x mode x checkpoint (``base``, ``sft``, ``sft-full``, ``rl``, ``rl-forks``) x seed;
 - ``comparisons``: per task and mode, SFT minus base, full fine-tuning minus LoRA, RL minus SFT (each seed, and
-  the seeds pooled), and on the RL checkpoints AsyncThink minus each baseline trained alike (same checkpoint, its
-  sequential and parallel modes);
+  the seeds pooled), the fork-keeping arm minus SFT and minus RL, and on each RL checkpoint AsyncThink minus each
+  baseline trained alike (same checkpoint, its sequential and parallel modes);
 - ``seed_spread``: the mean and standard deviation across seeds of each per-seed difference;
 - ``training``: each RL run's first and last 10 steps and its update's health;
 - ``stages``: the seconds each stage took, as the stage itself recorded them.
@@ -17,7 +18,7 @@ run (``math_eval_sft_full``) and each RL seed (``math_eval_rl-s<seed>``), all on
 ``--table`` prints the markdown tables the docs carry from ``--out``, ``--readme`` the README's (tests check both
 agree).
 
-    python scripts/smollm2_results.py [--root runs/smollm2] [--seeds 0 1] \
+    python scripts/smollm2_results.py [--root runs/smollm2] [--seeds 0 1] [--fork-seeds 0] \
         [--out models/smollm2-math-organizer/results.json] [--table] [--readme]
 """
 
@@ -45,13 +46,20 @@ TASKS = {"math_gen-heldout": "held-out math_gen", "countdown": "held-out countdo
 """Task labels of the evaluation config -> how the tables name them."""
 ASYNCTHINK, SEQUENTIAL, PARALLEL = Mode.ASYNCTHINK.value, Mode.SEQUENTIAL.value, Mode.PARALLEL.value
 MODES = (SEQUENTIAL, PARALLEL, ASYNCTHINK)
+RL_ARMS = {"rl": "rl", "rl-forks": "rl_forks"}
+"""RL checkpoint name -> its folders' infix (``math_<infix>-s<seed>``, ``math_eval_<infix>-s<seed>``)."""
 
 
-def evaluations(root: Path, seeds: list[int], task: str) -> dict[tuple[str, int | None], dict]:
+def rl_runs(seeds: dict[str, list[int]]) -> list[tuple[str, int, str]]:
+    """(checkpoint, seed, run folder suffix) of every RL run asked for, main arm first."""
+    return [(arm, s, f"{infix}-s{s}") for arm, infix in RL_ARMS.items() for s in seeds.get(arm, [])]
+
+
+def evaluations(root: Path, seeds: dict[str, list[int]], task: str) -> dict[tuple[str, int | None], dict]:
     """(checkpoint, seed) -> mode -> (summary row, episodes), for the checkpoints evaluated so far."""
     folders = {("base", None): root / "math_eval_base", ("sft", None): root / "math_eval_sft",
                ("sft-full", None): root / "math_eval_sft_full",
-               **{("rl", s): root / f"math_eval_rl-s{s}" for s in seeds}}
+               **{(arm, s): root / f"math_eval_{run}" for arm, s, run in rl_runs(seeds)}}
     return {key: load_eval(folder, task) for key, folder in folders.items() if (folder / "summary.json").exists()}
 
 
@@ -71,15 +79,16 @@ def compare_sides(a: dict[int | None, list], b: dict[int | None, list], metric: 
 
 def pairs() -> list[tuple[tuple[str, str], tuple[str, str]]]:
     """((checkpoint a, mode a), (checkpoint b, mode b)) for every comparison the docs state."""
-    steps = (("base", "sft"), ("sft", "sft-full"), ("sft", "rl"))
+    steps = (("base", "sft"), ("sft", "sft-full"), ("sft", "rl"), ("sft", "rl-forks"), ("rl", "rl-forks"))
     out = [((before, m), (after, m)) for m in MODES for before, after in steps]
-    return out + [(("rl", baseline), ("rl", ASYNCTHINK)) for baseline in (SEQUENTIAL, PARALLEL)]
+    return out + [((ck, baseline), (ck, ASYNCTHINK)) for ck in RL_ARMS for baseline in (SEQUENTIAL, PARALLEL)]
 
 
-def collect(root: Path, seeds: list[int]) -> dict:
+def collect(root: Path, seeds: list[int], fork_seeds: list[int] = ()) -> dict:
+    arms = {"rl": list(seeds), "rl-forks": list(fork_seeds)}
     runs, comparisons, spread = [], [], []
     for task in TASKS:
-        evals = evaluations(root, seeds, task)
+        evals = evaluations(root, arms, task)
         for (checkpoint, seed), modes in evals.items():
             runs += [run_entry(row, checkpoint, seed, task=task) for row, _ in modes.values()]
         for (ck_a, mode_a), (ck_b, mode_b) in pairs():
@@ -91,15 +100,16 @@ def collect(root: Path, seeds: list[int]) -> dict:
                 found, spreads = compare_sides(side_a, side_b, metric, (f"{mode_a} {ck_a}", f"{mode_b} {ck_b}"), task)
                 comparisons += found
                 spread += spreads
-    training = [training_entry(root / f"math_rl-s{s}", seed=s) for s in seeds
-                if (root / f"math_rl-s{s}" / "metrics.jsonl").exists()]
+    training = [training_entry(root / f"math_{run}", checkpoint=arm, seed=s) for arm, s, run in rl_runs(arms)
+                if (root / f"math_{run}" / "metrics.jsonl").exists()]
     return {"model": "models/smollm2-math-organizer", "base": "SmolLM2-135M-Instruct (asyncthink models fetch)",
             "eval_config": "configs/eval_math_gen_smollm2.yaml", "rl_config": "configs/rl_math_gen_smollm2.yaml",
+            "rl_forks_config": "configs/rl_math_gen_smollm2_forks.yaml",
             "runs": runs, "comparisons": comparisons, "seed_spread": spread, "training": training,
-            "stages": stage_times(root, seeds)}
+            "stages": stage_times(root, arms)}
 
 
-def stage_times(root: Path, seeds: list[int]) -> list[dict]:
+def stage_times(root: Path, seeds: dict[str, list[int]]) -> list[dict]:
     """Each stage's seconds, where its output recorded them: SFT's trainer runtime, RL's launcher wall time
     (``wall_s.txt``), an evaluation's ``elapsed_s`` (a resumed run counts only its last part)."""
     found = []
@@ -107,11 +117,11 @@ def stage_times(root: Path, seeds: list[int]) -> list[dict]:
         rows = [json.loads(line) for line in (root / folder / "metrics.jsonl").open()] \
             if (root / folder / "metrics.jsonl").exists() else []
         found += [{"stage": f"{name} train", "seconds": r["train_runtime"]} for r in rows if "train_runtime" in r]
-    for s in seeds:
-        wall = root / f"math_rl-s{s}" / "wall_s.txt"
+    for arm, s, run in rl_runs(seeds):
+        wall = root / f"math_{run}" / "wall_s.txt"
         if wall.exists():
-            found.append({"stage": f"rl train seed {s}", "seconds": float(wall.read_text())})
-    evals = ["base", "sft", "sft_full", *(f"rl-s{s}" for s in seeds)]
+            found.append({"stage": f"{arm} train seed {s}", "seconds": float(wall.read_text())})
+    evals = ["base", "sft", "sft_full", *(run for _, _, run in rl_runs(seeds))]
     for name in evals:
         summary = root / f"math_eval_{name}" / "summary.json"
         if summary.exists():
@@ -161,12 +171,13 @@ def comparisons_table(results: dict) -> str:
 
 
 def training_table(results: dict) -> str:
-    lines = ["| seed | steps | reward first 10 -> last 10 | accuracy first 10 -> last 10 | logprob gap | update KL | "
-             "groups without signal | statuses | wall |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| checkpoint | seed | steps | reward first 10 -> last 10 | accuracy first 10 -> last 10 | logprob gap | "
+             "update KL | groups without signal | statuses | wall |", "|---|---|---|---|---|---|---|---|---|---|"]
     for t in results["training"]:
         statuses = ", ".join(f"{k} {v}" for k, v in t["statuses"].items())
         wall = "" if t["wall_s"] is None else f"{t['wall_s'] / 60:.0f} min"
-        lines.append(f"| {t['seed']} | {t['steps']} | {t['reward_first10']:.3f} -> {t['reward_last10']:.3f} | "
+        lines.append(f"| {t['checkpoint']} | {t['seed']} | {t['steps']} | "
+                     f"{t['reward_first10']:.3f} -> {t['reward_last10']:.3f} | "
                      f"{t['accuracy_first10']:.3f} -> {t['accuracy_last10']:.3f} | {t['logprob_gap']:.1e} | "
                      f"{t['update_kl'] or 0:.1e} | {t['groups_without_signal']:.2f} | {statuses} | {wall} |")
     return "\n".join(lines)
@@ -204,13 +215,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", type=Path, default=REPO / "runs" / "smollm2")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--fork-seeds", type=int, nargs="*", default=[],
+                        help="seeds of the fork-keeping reward arm (configs/rl_math_gen_smollm2_forks.yaml)")
     parser.add_argument("--out", type=Path, default=REPO / "models" / "smollm2-math-organizer" / "results.json")
     parser.add_argument("--table", action="store_true", help="only print the docs' tables from --out")
     parser.add_argument("--readme", action="store_true", help="print the README's tables instead of the docs'")
     args = parser.parse_args()
     if not args.table:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(collect(args.root, args.seeds), indent=1) + "\n")
+        args.out.write_text(json.dumps(collect(args.root, args.seeds, args.fork_seeds), indent=1) + "\n")
     results = json.loads(args.out.read_text())
     print(readme_tables(results) if args.readme else tables(results))
 

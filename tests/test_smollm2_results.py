@@ -1,5 +1,5 @@
-"""``scripts/smollm2_results.py``: the SmolLM2 math organizer's evaluations (base, SFT, RL seeds; two tasks, three
-modes) and RL runs become a ``results.json`` with the keys other tools read, and its tables."""
+"""``scripts/smollm2_results.py``: the SmolLM2 math organizer's evaluations (base, SFT, RL seeds, the fork-keeping
+arm; two tasks, three modes) and RL runs become a ``results.json`` with the keys other tools read, and its tables."""
 
 from __future__ import annotations
 
@@ -55,9 +55,11 @@ async def test_runs_become_results_json_with_every_checkpoint_mode_and_task(tmp_
     for seed in (0, 1):
         await evaluate(tmp_path / f"math_eval_rl-s{seed}", engine_answering(1 + seed))
         fake_rl_run(tmp_path / f"math_rl-s{seed}")
-    results = module.collect(tmp_path, [0, 1])
+    await evaluate(tmp_path / "math_eval_rl_forks-s0", engine_answering(2))
+    fake_rl_run(tmp_path / "math_rl_forks-s0")
+    results = module.collect(tmp_path, [0, 1], [0])
     assert all(RUN_KEYS <= set(run) for run in results["runs"])
-    assert len(results["runs"]) == 2 * 5 * 3  # tasks x (base, sft, sft-full, rl s0, rl s1) x modes
+    assert len(results["runs"]) == 2 * 6 * 3  # tasks x (base, sft, sft-full, rl s0, rl s1, rl-forks s0) x modes
     assert all(COMPARISON_KEYS <= set(c) for c in results["comparisons"])
     rl_over_sft = [c for c in results["comparisons"] if c["task"] == "math_gen-heldout" and c["metric"] == "accuracy"
                    and c["a"] == "asyncthink sft" and c["b"] == "asyncthink rl"]
@@ -67,14 +69,19 @@ async def test_runs_become_results_json_with_every_checkpoint_mode_and_task(tmp_
     full_over_lora = [c for c in results["comparisons"] if c["task"] == "math_gen-heldout"
                       and c["metric"] == "accuracy" and c["b"] == "asyncthink sft-full"]
     assert [c["a"] for c in full_over_lora] == ["asyncthink sft"] and full_over_lora[0]["diff"] > 0
+    forks_arm = {(c["a"], tuple(c["seeds"])): c["diff"] for c in results["comparisons"]
+                 if c["task"] == "math_gen-heldout" and c["metric"] == "accuracy"
+                 and c["b"] == "asyncthink rl-forks" and c["a"].startswith("asyncthink")}
+    assert forks_arm == {("asyncthink sft", (0,)): 0.25, ("asyncthink rl", (0,)): -0.5}  # 1/2 vs 1/4 and vs all
     stages = {t["stage"]: t["seconds"] for t in results["stages"]}
     assert stages["sft train"] == 1614.0 and stages["rl train seed 1"] == 600.5
-    assert {"eval base", "eval sft", "eval sft-full", "eval rl-s0", "eval rl-s1"} <= set(stages)
-    assert [t["seed"] for t in results["training"]] == [0, 1]
+    assert {"eval base", "eval sft", "eval sft-full", "eval rl-s0", "eval rl-s1", "eval rl-forks-s0"} <= set(stages)
+    assert stages["rl-forks train seed 0"] == 600.5
+    assert [(t["checkpoint"], t["seed"]) for t in results["training"]] == [("rl", 0), ("rl", 1), ("rl-forks", 0)]
     assert results["training"][0]["reward_last10"] > results["training"][0]["reward_first10"]
     text = module.tables(results)
     assert "| held-out math_gen | rl | 0 | asyncthink |" in text and "| held-out countdown | base |" in text
-    assert "| sft train | 26.9 |" in text
+    assert "| sft train | 26.9 |" in text and "| rl-forks | 0 | 12 |" in text
     summary = module.readme_tables(results)
     assert "| rl seed 1 | asyncthink |" in summary and "countdown" not in summary and "| eval sft-full |" in summary
 
