@@ -50,16 +50,17 @@ RL_ARMS = {"rl": "rl", "rl-forks": "rl_forks"}
 """RL checkpoint name -> its folders' infix (``math_<infix>-s<seed>``, ``math_eval_<infix>-s<seed>``)."""
 
 
-def rl_runs(seeds: dict[str, list[int]]) -> list[tuple[str, int, str]]:
-    """(checkpoint, seed, run folder suffix) of every RL run asked for, main arm first."""
-    return [(arm, s, f"{infix}-s{s}") for arm, infix in RL_ARMS.items() for s in seeds.get(arm, [])]
+def rl_runs(arms: dict[str, list[int]]) -> list[tuple[str, int, str]]:
+    """(checkpoint, seed, run folder suffix) of every RL run asked for (``arms``: checkpoint -> seeds), main arm
+    first."""
+    return [(arm, s, f"{infix}-s{s}") for arm, infix in RL_ARMS.items() for s in arms.get(arm, [])]
 
 
-def evaluations(root: Path, seeds: dict[str, list[int]], task: str) -> dict[tuple[str, int | None], dict]:
+def evaluations(root: Path, arms: dict[str, list[int]], task: str) -> dict[tuple[str, int | None], dict]:
     """(checkpoint, seed) -> mode -> (summary row, episodes), for the checkpoints evaluated so far."""
     folders = {("base", None): root / "math_eval_base", ("sft", None): root / "math_eval_sft",
                ("sft-full", None): root / "math_eval_sft_full",
-               **{(arm, s): root / f"math_eval_{run}" for arm, s, run in rl_runs(seeds)}}
+               **{(arm, s): root / f"math_eval_{run}" for arm, s, run in rl_runs(arms)}}
     return {key: load_eval(folder, task) for key, folder in folders.items() if (folder / "summary.json").exists()}
 
 
@@ -109,7 +110,7 @@ def collect(root: Path, seeds: list[int], fork_seeds: list[int] = ()) -> dict:
             "stages": stage_times(root, arms)}
 
 
-def stage_times(root: Path, seeds: dict[str, list[int]]) -> list[dict]:
+def stage_times(root: Path, arms: dict[str, list[int]]) -> list[dict]:
     """Each stage's seconds, where its output recorded them: SFT's trainer runtime, RL's launcher wall time
     (``wall_s.txt``), an evaluation's ``elapsed_s`` (a resumed run counts only its last part)."""
     found = []
@@ -117,11 +118,11 @@ def stage_times(root: Path, seeds: dict[str, list[int]]) -> list[dict]:
         rows = [json.loads(line) for line in (root / folder / "metrics.jsonl").open()] \
             if (root / folder / "metrics.jsonl").exists() else []
         found += [{"stage": f"{name} train", "seconds": r["train_runtime"]} for r in rows if "train_runtime" in r]
-    for arm, s, run in rl_runs(seeds):
+    for arm, s, run in rl_runs(arms):
         wall = root / f"math_{run}" / "wall_s.txt"
         if wall.exists():
             found.append({"stage": f"{arm} train seed {s}", "seconds": float(wall.read_text())})
-    evals = ["base", "sft", "sft_full", *(run for _, _, run in rl_runs(seeds))]
+    evals = ["base", "sft", "sft_full", *(run for _, _, run in rl_runs(arms))]
     for name in evals:
         summary = root / f"math_eval_{name}" / "summary.json"
         if summary.exists():
