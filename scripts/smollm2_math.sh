@@ -55,7 +55,7 @@ rl_arm configs/rl_math_gen_smollm2.yaml rl "$SEEDS"
 rl_arm configs/rl_math_gen_smollm2_forks.yaml rl_forks "$FORK_SEEDS"
 
 # shellcheck disable=SC2086  # SEEDS is a list
-stage $P scripts/smollm2_results.py --root $R --seeds $SEEDS --fork-seeds $FORK_SEEDS --out $M/results.json
+stage $P scripts/smollm2_results.py --root $R --seeds $SEEDS ${FORK_SEEDS:+--fork-seeds $FORK_SEEDS} --out $M/results.json
 stage $P scripts/smollm2_serve_check.py --model $R/math_rl-s0/final --max-tokens 192 --max-worker-tokens 64 \
   --log $R/math_serve_check.log \
   --question "Ann has 3 bags of 4 pears and 2 boxes of 5 pears. She gives away 6 pears. How many pears are left?"

@@ -212,19 +212,27 @@ def tables(results: dict) -> str:
     return "\n\n".join(t for t in made if t.count("\n") > 1)
 
 
+def evaluated_fork_seeds(root: Path) -> list[int]:
+    """The fork-keeping arm's seeds with a finished evaluation under ``root``."""
+    found = (p.parent.name.rsplit("-s", 1)[1] for p in root.glob(f"math_eval_{RL_ARMS['rl-forks']}-s*/summary.json"))
+    return sorted(int(s) for s in found if s.isdigit())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", type=Path, default=REPO / "runs" / "smollm2")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    parser.add_argument("--fork-seeds", type=int, nargs="*", default=[],
-                        help="seeds of the fork-keeping reward arm (configs/rl_math_gen_smollm2_forks.yaml)")
+    parser.add_argument("--fork-seeds", type=int, nargs="*", default=None,
+                        help="seeds of the fork-keeping reward arm (configs/rl_math_gen_smollm2_forks.yaml); "
+                             "default: every seed evaluated under --root, as the full fine-tuning arm is found")
     parser.add_argument("--out", type=Path, default=REPO / "models" / "smollm2-math-organizer" / "results.json")
     parser.add_argument("--table", action="store_true", help="only print the docs' tables from --out")
     parser.add_argument("--readme", action="store_true", help="print the README's tables instead of the docs'")
     args = parser.parse_args()
     if not args.table:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(collect(args.root, args.seeds, args.fork_seeds), indent=1) + "\n")
+        fork_seeds = evaluated_fork_seeds(args.root) if args.fork_seeds is None else args.fork_seeds
+        args.out.write_text(json.dumps(collect(args.root, args.seeds, fork_seeds), indent=1) + "\n")
     results = json.loads(args.out.read_text())
     print(readme_tables(results) if args.readme else tables(results))
 

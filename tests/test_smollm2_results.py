@@ -57,6 +57,8 @@ async def test_runs_become_results_json_with_every_checkpoint_mode_and_task(tmp_
         fake_rl_run(tmp_path / f"math_rl-s{seed}")
     await evaluate(tmp_path / "math_eval_rl_forks-s0", engine_answering(2))
     fake_rl_run(tmp_path / "math_rl_forks-s0")
+    (tmp_path / "math_eval_rl_forks-s3").mkdir()  # started, never finished: not a seed to report
+    assert module.evaluated_fork_seeds(tmp_path) == [0]  # what the script reports when not told
     results = module.collect(tmp_path, [0, 1], [0])
     assert all(RUN_KEYS <= set(run) for run in results["runs"])
     assert len(results["runs"]) == 2 * 6 * 3  # tasks x (base, sft, sft-full, rl s0, rl s1, rl-forks s0) x modes
